@@ -1,0 +1,193 @@
+"""Benchmark of the slicer: events/s into full-resolution ON/OFF count frames, and push latency.
+
+Run from the repository root: ``python -m bench.bench_slicer`` (``EVMICRO_BENCH_NO_WRITE=1`` for a
+trial run that does not append to docs/benchmarks.md).
+
+Figures:
+
+* ``count_frame`` throughput on 10M events at 1280x720 and 346x260, uniformly random and
+  clustered ("face-like": a few Gaussian blobs plus 5 % background noise), against
+  dv-processing's ``dv.Accumulator`` configured as a counter (decay NONE, contribution 1.0, no
+  clamping, polarity rectified) run twice, on the ON and the OFF events, which is the fastest way
+  we found to get per-polarity counts from dv-processing (a single accumulator with polarity
+  gives ON minus OFF; ``EdgeMapAccumulator`` normalises its output). The ON/OFF split of the
+  dv store (``dv.EventPolarityFilter``) is done before the timing, in dv's favour; the timed part
+  is ``accept`` on both stores plus ``getPotentialSurface`` (the frames, float32).
+* ``Slicer.push`` throughput on the same events in 10 ms packets, 33 ms windows.
+* ``Slicer.push`` latency from window end to frame out at 20 Mev/s in 10 ms packets (1280x720,
+  clustered): the wall time of the ``push`` call that closes a window (the packet that proves the
+  window is over has arrived; the late tolerance adds its sensor-time wait on top, see the note).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.harness import Row, best_rate, percentiles, report
+from ros2_evmicro.core.events import empty_events
+from ros2_evmicro.core.slicer import DEFAULT_LATE_TOLERANCE_US, Slicer, count_frame
+
+N_EVENTS = 10_000_000
+RATE_EV_PER_S = 20_000_000
+PACKET_US = 10_000
+
+
+def make_stream(n: int, width: int, height: int, kind: str, seed: int, t0_us: int = 0) -> np.ndarray:
+    """``n`` events at ``RATE_EV_PER_S``: 'random' (uniform) or 'clustered' (face-like blobs)."""
+    rng = np.random.default_rng(seed)
+    ev = empty_events(n)
+    if kind == "random":
+        x = rng.integers(0, width, n)
+        y = rng.integers(0, height, n)
+    else:
+        # eyes, brows, nose, mouth of a face filling a third of the sensor, plus 5 % background noise
+        cx, cy, s = width / 2, height / 2, min(width, height) / 3
+        blobs = np.array(
+            [(-0.3, -0.25, 0.08), (0.3, -0.25, 0.08), (-0.3, -0.4, 0.1), (0.3, -0.4, 0.1),
+             (0.0, 0.05, 0.07), (0.0, 0.4, 0.15), (0.0, 0.0, 0.6)]
+        )  # fmt: skip
+        which = rng.choice(len(blobs), n, p=[0.14, 0.14, 0.1, 0.1, 0.07, 0.3, 0.15])
+        b = blobs[which]
+        x = cx + s * (b[:, 0] + b[:, 2] * rng.standard_normal(n))
+        y = cy + s * (b[:, 1] + b[:, 2] * 0.6 * rng.standard_normal(n))
+        noise = rng.random(n) < 0.05
+        x[noise] = rng.integers(0, width, int(noise.sum()))
+        y[noise] = rng.integers(0, height, int(noise.sum()))
+        x = np.clip(x, 0, width - 1).astype(np.int64)
+        y = np.clip(y, 0, height - 1).astype(np.int64)
+    ev["x"] = x
+    ev["y"] = y
+    ev["p"] = rng.integers(0, 2, n)
+    ev["t"] = t0_us + np.sort(rng.integers(0, int(n / RATE_EV_PER_S * 1e6), n))
+    return ev
+
+
+def dv_counter_rate(ev: np.ndarray, width: int, height: int) -> float | None:
+    """Events/s of two dv.Accumulator counters (ON, OFF) on the same events; None without dv."""
+    try:
+        import dv_processing as dv
+    except ImportError:
+        return None
+    store = dv.EventStore()
+    push = store.push_back
+    for t, x, y, p in zip(
+        ev["t"].tolist(), ev["x"].tolist(), ev["y"].tolist(), ev["p"].astype(bool).tolist(), strict=True
+    ):
+        push(t, x, y, p)
+    parts = []
+    for pol in (False, True):
+        f = dv.EventPolarityFilter(pol)
+        f.accept(store)
+        parts.append(f.generateEvents())
+    del store
+
+    def make():
+        return dv.Accumulator(
+            (width, height), dv.Accumulator.Decay.NONE, 0.0, False, 1.0, 1e12, 0.0, 0.0, True
+        )
+
+    accs = [make(), make()]
+    check = []
+
+    def run():
+        check.clear()
+        for acc, part in zip(accs, parts, strict=True):
+            acc.clear()
+            acc.accept(part)
+            check.append(acc.getPotentialSurface())
+
+    rate = best_rate(run, len(ev), repeat=3)
+    # the anchor must compute the same frames as ours
+    ours = count_frame(ev, width, height)
+    np.testing.assert_array_equal(np.stack(check).astype(np.uint16), ours)
+    return rate
+
+
+def slicer_rate(ev: np.ndarray, width: int, height: int) -> float:
+    edges = np.searchsorted(ev["t"], np.arange(0, int(ev["t"][-1]) + PACKET_US + 1, PACKET_US))
+    packets = [ev[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+    def run():
+        s = Slicer(width, height)
+        for pk in packets:
+            s.push(pk)
+        s.flush()
+
+    return best_rate(run, len(ev), repeat=3)
+
+
+def latency(width: int = 1280, height: int = 720, seconds: float = 6.0) -> tuple[list[float], list[float]]:
+    """(close latencies ms, all push times ms) at RATE_EV_PER_S in PACKET_US packets."""
+    n_per = int(RATE_EV_PER_S * PACKET_US / 1e6)
+    pool = make_stream(4 * n_per, width, height, "clustered", seed=7)
+    s = Slicer(width, height)
+    rng = np.random.default_rng(3)
+    closes, alls = [], []
+    for k in range(int(seconds * 1e6 / PACKET_US)):
+        a = (k % 4) * n_per
+        pk = pool[a : a + n_per].copy()
+        pk["t"] = k * PACKET_US + np.sort(rng.integers(0, PACKET_US, n_per))
+        t0 = time.perf_counter()
+        frames = s.push(pk)
+        dt = (time.perf_counter() - t0) * 1e3
+        if k >= 10:  # skip the warm-up
+            alls.append(dt)
+            if frames:
+                closes.append(dt)
+    return closes, alls
+
+
+def main() -> None:
+    rows: list[Row] = []
+    count_frame(make_stream(1000, 346, 260, "random", 0), 346, 260)  # compile
+    for width, height in ((1280, 720), (346, 260)):
+        for kind in ("random", "clustered"):
+            ev = make_stream(N_EVENTS, width, height, kind, seed=1)
+            out = np.zeros((2, height, width), np.uint16)
+
+            def ours(ev=ev, out=out, width=width, height=height):
+                out.fill(0)
+                count_frame(ev, width, height, out=out)
+
+            r = best_rate(ours, len(ev), repeat=5)
+            anchor = dv_counter_rate(ev, width, height)
+            rows.append(
+                Row(
+                    f"count_frame {width}x{height} {kind}, 10M events, uint16 (2,H,W)",
+                    r / 1e6,
+                    "Mev/s",
+                    "dv.Accumulator x2 (ON, OFF), decay NONE, split not timed",
+                    None if anchor is None else anchor / 1e6,
+                )
+            )
+            rs = slicer_rate(ev, width, height)
+            rows.append(
+                Row(
+                    f"Slicer.push {width}x{height} {kind}, 10 ms packets, 33 ms windows",
+                    rs / 1e6,
+                    "Mev/s",
+                    "dv.Accumulator x2 (same run)",
+                    None if anchor is None else anchor / 1e6,
+                    note="includes window split, late checks, frame copies",
+                )
+            )
+            del ev
+    closes, alls = latency()
+    p50, p99 = percentiles(closes)
+    a50, a99 = percentiles(alls)
+    note = (
+        f"{len(closes)} windows; 200k events/packet; goal p99 < 5 ms; the late tolerance "
+        f"({DEFAULT_LATE_TOLERANCE_US} us) adds its sensor-time wait on top"
+    )
+    rows.append(Row("Slicer.push window-end to frame-out p50, 1280x720 20 Mev/s", p50, "ms", note=note))
+    rows.append(Row("Slicer.push window-end to frame-out p99, 1280x720 20 Mev/s", p99, "ms", note=note))
+    rows.append(
+        Row("Slicer.push per 10 ms packet p50 / p99 (all packets)", a50, "ms", note=f"p99 {a99:.2f} ms")
+    )
+    report("Slicer (Eq. 1 count frames)", rows, command="python -m bench.bench_slicer")
+
+
+if __name__ == "__main__":
+    main()

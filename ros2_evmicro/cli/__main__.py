@@ -1,0 +1,3 @@
+from ros2_evmicro.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,541 @@
+"""Event frames of Eq. 1 of the paper: per-pixel ON/OFF counts over fixed windows of sensor time.
+
+For a window ``[t_s, t_s + T)`` the frame has two channels,
+
+    F[0, y, x] = #{ events e : x_e = x, y_e = y, p_e = 0 (OFF), t_s <= t_e < t_s + T }
+    F[1, y, x] = #{ events e : x_e = x, y_e = y, p_e = 1 (ON),  t_s <= t_e < t_s + T }
+
+so an event at exactly ``t_s + T`` belongs to the NEXT window. ``T`` is ``window_us`` (33,000 us by
+default, the paper's 33 ms).
+
+Two entry points:
+
+* :func:`count_frame` - the pure function: one array of events -> one ``(2, H, W)`` count frame.
+* :class:`Slicer` - the streaming form a node uses: packets of any size go in, closed windows
+  come out as :class:`Frame` objects, with a late-event tolerance for sensors and transports that
+  reorder events by a few microseconds or deliver packets slightly out of order.
+
+Window alignment: windows lie on the grid ``origin + k * window_us``. With ``t0`` given, ``origin =
+t0``; otherwise ``origin`` is the first event's time (or the first packet's ``t_start`` when that
+packet is empty) floored to a multiple of ``window_us`` on the absolute sensor clock, so that two
+consumers of one stream (or two cameras on one clock) cut the same windows whatever packet they
+start from.
+
+Counts saturate at the dtype's maximum (65,535 for the default uint16) instead of wrapping.
+
+This module imports numpy and numba only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from ros2_evmicro.core.events import EVENT_DTYPE, EventError, EventPacket, SensorSize
+
+__all__ = [
+    "DEFAULT_LATE_TOLERANCE_US",
+    "DEFAULT_WINDOW_US",
+    "Frame",
+    "Slicer",
+    "SlicerError",
+    "SlicerStats",
+    "count_frame",
+    "slice_events",
+]
+
+DEFAULT_WINDOW_US = 33_000
+"""The paper's window: 33 ms, in microseconds."""
+
+DEFAULT_LATE_TOLERANCE_US = 2_000
+"""How long (us of sensor time) a window stays open after its end for late events."""
+
+
+class SlicerError(EventError):
+    """Bad slicer parameters or input (sensor size, window, dtype of the output buffer)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# numba kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_kernel(x, y, p, out, maxv):  # pragma: no cover - compiled
+    """Add every event's polarity count into ``out`` (2, H, W); skip and count invalid events."""
+    h = out.shape[1]
+    w = out.shape[2]
+    bad = 0
+    for i in range(x.shape[0]):
+        xi = x[i]
+        yi = y[i]
+        pi = p[i]
+        if xi >= w or yi >= h or pi < 0 or pi > 1:
+            bad += 1
+            continue
+        v = out[pi, yi, xi]
+        if v < maxv:
+            out[pi, yi, xi] = v + 1
+    return bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_invalid(x, y, p, w, h):  # pragma: no cover - compiled
+    """Index of the first event outside the sensor or with a polarity other than 0/1, or -1."""
+    for i in range(x.shape[0]):
+        if x[i] >= w or y[i] >= h or p[i] < 0 or p[i] > 1:
+            return i
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_kernel(
+    x, y, p, t, start, origin, window, tol, k_closed, wm, bufs, slot_k, n_ev, n_late, maxv
+):  # pragma: no cover - compiled
+    """Count events ``start..`` into the open windows held in ``bufs`` (slots named by ``slot_k``).
+
+    Event ``i`` belongs to window ``k = floor((t - origin) / window)``. It is dropped as too late
+    when that window is already closed (``k < k_closed``) or when the running watermark ``wm`` (the
+    largest time seen so far) has passed the window's end plus the tolerance; it is merged late (and
+    counted in ``n_late``) when the watermark has passed the window's end but not the tolerance.
+    When an event needs a window that has no slot, the kernel stops and returns its index and
+    window so that the caller can open one and resume.
+
+    Returns ``(next_index, needed_k, wm, n_dropped, n_invalid)``; ``next_index == len(x)`` when done.
+    """
+    n = x.shape[0]
+    h = bufs.shape[2]
+    w = bufs.shape[3]
+    nslots = slot_k.shape[0]
+    dropped = 0
+    invalid = 0
+    cur_k = np.int64(-(2**62))
+    cur_slot = -1
+    ws = np.int64(0)
+    we = np.int64(0)
+    i = start
+    while i < n:
+        ti = t[i]
+        xi = x[i]
+        yi = y[i]
+        pi = p[i]
+        if xi >= w or yi >= h or pi < 0 or pi > 1:
+            invalid += 1
+            i += 1
+            continue
+        if ti < ws or ti >= we:
+            # floor division (numba follows Python semantics for negative numerators)
+            cur_k = (ti - origin) // window
+            ws = origin + cur_k * window
+            we = ws + window
+            cur_slot = -1
+            if cur_k >= k_closed:
+                for s in range(nslots):
+                    if slot_k[s] == cur_k:
+                        cur_slot = s
+                        break
+        if cur_k < k_closed or wm >= we + tol:
+            dropped += 1
+            i += 1
+            continue
+        if cur_slot < 0:
+            return i, cur_k, wm, dropped, invalid
+        if wm >= we:
+            n_late[cur_slot] += 1
+        n_ev[cur_slot] += 1
+        v = bufs[cur_slot, pi, yi, xi]
+        if v < maxv:
+            bufs[cur_slot, pi, yi, xi] = v + 1
+        if ti > wm:
+            wm = ti
+        i += 1
+    return n, cur_k, wm, dropped, invalid
+
+
+# ---------------------------------------------------------------------------------------------
+# pure function
+# ---------------------------------------------------------------------------------------------
+
+
+def _fields(events) -> tuple[np.ndarray, int | None, int | None]:
+    if isinstance(events, EventPacket):
+        return events.events, events.width, events.height
+    return events, None, None
+
+
+def _check_events(events) -> np.ndarray:
+    if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
+        what = events.dtype if isinstance(events, np.ndarray) else type(events).__name__
+        raise SlicerError(
+            f"events must be a 1-D numpy array of EVENT_DTYPE (ros2_evmicro.core.events), got {what}"
+        )
+    return events
+
+
+def _max_value(dtype: np.dtype):
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        return dtype.type(np.iinfo(dtype).max)
+    if np.issubdtype(dtype, np.floating):
+        return dtype.type(np.finfo(dtype).max)
+    raise SlicerError(f"count dtype must be an integer or float type, got {dtype}")
+
+
+def count_frame(
+    events: np.ndarray | EventPacket,
+    width: int | None = None,
+    height: int | None = None,
+    out: np.ndarray | None = None,
+    dtype=np.uint16,
+) -> np.ndarray:
+    """Per-pixel OFF/ON counts of ``events``: a ``(2, height, width)`` array (Eq. 1 of the paper).
+
+    Channel 0 counts OFF events (``p == 0``), channel 1 ON events (``p == 1``). All events given
+    are counted whatever their time (cut the window first, e.g. with :func:`slice_events`).
+
+    Args:
+        events: array of :data:`~ros2_evmicro.core.events.EVENT_DTYPE` or an ``EventPacket`` (whose
+            sensor size is used when ``width``/``height`` are not given).
+        width, height: sensor size in pixels.
+        out: optional ``(2, height, width)`` C-contiguous array to ADD into (not cleared), which
+            also fixes the dtype; lets a caller reuse one buffer per window.
+        dtype: dtype of the new frame when ``out`` is None (uint16 default; counts saturate at the
+            dtype's maximum instead of wrapping).
+
+    Raises:
+        SlicerError: wrong dtype/shape of ``events`` or ``out``, or a bad sensor size.
+        EventError: an event lies outside the sensor or has a polarity other than 0/1 (the valid
+            events are still counted into ``out``).
+    """
+    events, pw, ph = _fields(events)
+    width = pw if width is None else width
+    height = ph if height is None else height
+    if width is None or height is None:
+        raise SlicerError("count_frame needs width and height (or an EventPacket that carries them)")
+    try:
+        size = SensorSize(int(width), int(height))
+    except EventError as err:
+        raise SlicerError(str(err)) from None
+    events = _check_events(events)
+    shape = (2, size.height, size.width)
+    if out is None:
+        out = np.zeros(shape, dtype=dtype)
+    elif not isinstance(out, np.ndarray) or out.shape != shape or not out.flags.c_contiguous:
+        got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
+        raise SlicerError(f"out must be a C-contiguous array of shape {shape}, got {got}")
+    maxv = _max_value(out.dtype)
+    if len(events) == 0:
+        return out
+    bad = _count_kernel(events["x"], events["y"], events["p"], out, maxv)
+    if bad:
+        i = int(_first_invalid(events["x"], events["y"], events["p"], size.width, size.height))
+        raise EventError(
+            f"{bad} event(s) outside the {size} sensor or with polarity not in {{0, 1}}; first is "
+            f"event {i} (x={int(events['x'][i])}, y={int(events['y'][i])}, p={int(events['p'][i])})"
+        )
+    return out
+
+
+def slice_events(events: np.ndarray, t_start_us: int, t_end_us: int) -> np.ndarray:
+    """The events with ``t_start_us <= t < t_end_us`` of a time-sorted array (a view, by searchsorted)."""
+    events = _check_events(events)
+    t = events["t"]
+    i0, i1 = np.searchsorted(t, [t_start_us, t_end_us], side="left")
+    return events[i0:i1]
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming slicer
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    """One closed window: ``counts[0]`` = OFF, ``counts[1]`` = ON, times in sensor microseconds."""
+
+    t_start_us: int
+    t_end_us: int  # exclusive: t_start_us + window_us
+    counts: np.ndarray  # (2, H, W)
+    n_events: int = 0
+    n_late_merged: int = 0  # events that arrived after the window's end but within the tolerance
+
+    @property
+    def window_us(self) -> int:
+        return self.t_end_us - self.t_start_us
+
+
+@dataclass
+class SlicerStats:
+    """Running totals for diagnostics."""
+
+    windows: int = 0  # frames emitted
+    empty_windows: int = 0  # frames emitted with no event
+    windows_skipped: int = 0  # empty windows not emitted because of a time jump (max_empty_windows)
+    events_in: int = 0  # events pushed
+    events_counted: int = 0  # events counted into some window
+    n_dropped_late: int = 0  # events older than a closed window, dropped
+    n_late_merged: int = 0  # events merged after their window's end, within the tolerance
+    n_invalid: int = 0  # events outside the sensor or with bad polarity, dropped
+    packets: int = 0
+    last_events_per_window: int = 0
+    events_per_window_max: int = 0
+    _recent: list = field(default_factory=list, repr=False)
+
+    @property
+    def events_per_window_mean(self) -> float:
+        """Mean events per emitted window (over all windows so far)."""
+        return self.events_counted / self.windows if self.windows else 0.0
+
+    def as_dict(self) -> dict:
+        """Plain dict for a DiagnosticStatus (key -> value)."""
+        return {
+            "windows": self.windows,
+            "empty_windows": self.empty_windows,
+            "windows_skipped": self.windows_skipped,
+            "events_in": self.events_in,
+            "events_counted": self.events_counted,
+            "dropped_late": self.n_dropped_late,
+            "late_merged": self.n_late_merged,
+            "invalid": self.n_invalid,
+            "packets": self.packets,
+            "events_per_window_last": self.last_events_per_window,
+            "events_per_window_mean": round(self.events_per_window_mean, 1),
+            "events_per_window_max": self.events_per_window_max,
+        }
+
+
+class Slicer:
+    """Streaming cutter of events into fixed windows of sensor time, emitting count frames.
+
+    ``push`` takes packets of any size (an event array or an ``EventPacket``); a packet may
+    straddle any number of windows. A window ``[s, e)`` closes, and its :class:`Frame` is returned,
+    once the watermark (the largest sensor time seen: latest event, or ``t_end - 1`` of an
+    ``EventPacket``) reaches ``e + late_tolerance_us``; until then late or out-of-order events for
+    it are still merged (and counted in ``Frame.n_late_merged``). Events for an already closed
+    window are dropped and counted in ``stats.n_dropped_late``. The decision is made per event
+    against the running watermark, so the frames do not depend on how the stream was cut into
+    packets. Windows with no event are emitted as zero frames of the same shape and dtype; after
+    a jump of more than ``max_empty_windows`` empty windows the rest are skipped (and counted).
+    ``flush()`` closes every window up to the watermark.
+
+    Args:
+        width, height: sensor size in pixels.
+        window_us: window length in microseconds (33,000 = the paper's 33 ms).
+        late_tolerance_us: how long after its end a window waits for late events (us).
+        t0: start of the first window (us); None aligns to the first event floored to the grid.
+        dtype: count dtype (uint16 default; saturating).
+        on_invalid: 'raise' (EventError before anything is counted) or 'drop' (count in stats).
+        max_empty_windows: most empty frames emitted for one gap in time.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        window_us: int = DEFAULT_WINDOW_US,
+        late_tolerance_us: int = DEFAULT_LATE_TOLERANCE_US,
+        t0: int | None = None,
+        *,
+        dtype=np.uint16,
+        on_invalid: str = "raise",
+        max_empty_windows: int = 300,
+    ) -> None:
+        try:
+            self.size = SensorSize(int(width), int(height))
+        except EventError as err:
+            raise SlicerError(str(err)) from None
+        if int(window_us) != window_us or window_us <= 0:
+            raise SlicerError(f"window_us must be a positive integer number of microseconds, got {window_us}")
+        if int(late_tolerance_us) != late_tolerance_us or late_tolerance_us < 0:
+            raise SlicerError(f"late_tolerance_us must be an integer >= 0, got {late_tolerance_us}")
+        if on_invalid not in ("raise", "drop"):
+            raise SlicerError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+        if int(max_empty_windows) < 0:
+            raise SlicerError(f"max_empty_windows must be >= 0, got {max_empty_windows}")
+        self.window_us = int(window_us)
+        self.late_tolerance_us = int(late_tolerance_us)
+        self.dtype = np.dtype(dtype)
+        self._maxv = _max_value(self.dtype)
+        self.on_invalid = on_invalid
+        self.max_empty_windows = int(max_empty_windows)
+        self._t0 = None if t0 is None else int(t0)
+        self.stats = SlicerStats()
+        # one extra window of slack beyond what the tolerance keeps open
+        nslots = 2 + -(-self.late_tolerance_us // self.window_us)
+        self._bufs = np.zeros((nslots, 2, self.size.height, self.size.width), dtype=self.dtype)
+        self._reset_stream()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _reset_stream(self) -> None:
+        self._origin: int | None = self._t0
+        self._k_closed = 0  # every window k < _k_closed is closed
+        self._wm = np.int64(-(2**62)) if self._t0 is None else np.int64(self._t0 - 1)
+        nslots = self._bufs.shape[0]
+        self._slot_k = np.full(nslots, -1, dtype=np.int64)
+        self._n_ev = np.zeros(nslots, dtype=np.int64)
+        self._n_late = np.zeros(nslots, dtype=np.int64)
+        self._dirty = np.zeros(nslots, dtype=bool)
+
+    def reset(self) -> None:
+        """Forget the stream (open windows, alignment, watermark); keep the statistics."""
+        self._reset_stream()
+
+    @property
+    def origin_us(self) -> int | None:
+        """Start of window 0 (us), None before the first event when no ``t0`` was given."""
+        return self._origin
+
+    @property
+    def watermark_us(self) -> int | None:
+        """Largest sensor time seen so far (us), None before any input."""
+        return None if self._origin is None or self._wm < -(2**61) else int(self._wm)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (2, self.size.height, self.size.width)
+
+    def next_window_start_us(self) -> int | None:
+        """Start of the oldest window not yet emitted (us)."""
+        return None if self._origin is None else self._origin + self._k_closed * self.window_us
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def _open_slot(self, k: int) -> None:
+        free = np.flatnonzero(self._slot_k < 0)
+        if free.size == 0:
+            n = self._bufs.shape[0]
+            grow = np.zeros((n, *self._bufs.shape[1:]), dtype=self.dtype)
+            self._bufs = np.concatenate([self._bufs, grow])
+            self._slot_k = np.concatenate([self._slot_k, np.full(n, -1, dtype=np.int64)])
+            self._n_ev = np.concatenate([self._n_ev, np.zeros(n, dtype=np.int64)])
+            self._n_late = np.concatenate([self._n_late, np.zeros(n, dtype=np.int64)])
+            self._dirty = np.concatenate([self._dirty, np.zeros(n, dtype=bool)])
+            free = np.flatnonzero(self._slot_k < 0)
+        s = int(free[0])
+        if self._dirty[s]:
+            self._bufs[s].fill(0)
+            self._dirty[s] = False
+        self._slot_k[s] = k
+        self._n_ev[s] = 0
+        self._n_late[s] = 0
+
+    def _emit(self, k: int) -> Frame:
+        t_s = self._origin + k * self.window_us
+        hit = np.flatnonzero(self._slot_k == k)
+        if hit.size:
+            s = int(hit[0])
+            frame = Frame(
+                t_s, t_s + self.window_us, self._bufs[s].copy(), int(self._n_ev[s]), int(self._n_late[s])
+            )
+            self._slot_k[s] = -1
+            self._dirty[s] = True
+        else:
+            frame = Frame(t_s, t_s + self.window_us, np.zeros(self.shape, dtype=self.dtype))
+        st = self.stats
+        st.windows += 1
+        st.empty_windows += frame.n_events == 0
+        st.last_events_per_window = frame.n_events
+        st.events_per_window_max = max(st.events_per_window_max, frame.n_events)
+        return frame
+
+    def _close_until(self, k_end: int) -> list[Frame]:
+        """Emit windows ``_k_closed .. k_end - 1`` (skipping long runs of empty ones)."""
+        frames: list[Frame] = []
+        while self._k_closed < k_end:
+            open_ks = self._slot_k[(self._slot_k >= self._k_closed) & (self._slot_k < k_end)]
+            next_full = int(open_ks.min()) if open_ks.size else k_end
+            gap = next_full - self._k_closed
+            if gap > self.max_empty_windows:
+                self.stats.windows_skipped += gap - self.max_empty_windows
+                for k in range(self._k_closed, self._k_closed + self.max_empty_windows):
+                    frames.append(self._emit(k))
+                self._k_closed = next_full
+                continue
+            for k in range(self._k_closed, next_full):
+                frames.append(self._emit(k))
+            self._k_closed = next_full
+            if next_full < k_end:
+                frames.append(self._emit(next_full))
+                self._k_closed = next_full + 1
+        return frames
+
+    def _closable_k(self) -> int:
+        """First window index that must stay open given the watermark."""
+        # window k closes when wm >= origin + (k + 1) * window + tol
+        return int((int(self._wm) - self.late_tolerance_us - self._origin) // self.window_us)
+
+    # -- API ---------------------------------------------------------------------------------
+
+    def push(self, events: np.ndarray | EventPacket) -> list[Frame]:
+        """Count a packet of events and return the frames of every window that closed, oldest first."""
+        t_end_hint = None
+        if isinstance(events, EventPacket):
+            if (events.width, events.height) != (self.size.width, self.size.height):
+                raise SlicerError(
+                    f"packet is {events.width}x{events.height} but the slicer was built for {self.size}"
+                )
+            t_end_hint = int(events.t_end) - 1 if events.t_end is not None else None
+            t_start_hint = events.t_start
+            events = events.events
+        else:
+            t_start_hint = None
+        events = _check_events(events)
+        n = len(events)
+        self.stats.packets += 1
+        self.stats.events_in += n
+        if self._origin is None:
+            if n:
+                t_first = int(events["t"][0])
+            elif t_start_hint is not None and (t_end_hint is not None and t_end_hint >= t_start_hint):
+                t_first = int(t_start_hint)
+            else:
+                return []
+            self._origin = (t_first // self.window_us) * self.window_us
+            self._wm = np.int64(self._origin - 1)
+        frames: list[Frame] = []
+        if n:
+            x, y, p, t = events["x"], events["y"], events["p"], events["t"]
+            if self.on_invalid == "raise":
+                bad = int(_first_invalid(x, y, p, self.size.width, self.size.height))
+                if bad >= 0:
+                    raise EventError(
+                        f"event {bad} (x={int(x[bad])}, y={int(y[bad])}, p={int(p[bad])}) is outside the "
+                        f"{self.size} sensor or has a polarity not in {{0, 1}}; packet dropped"
+                    )
+            i = 0
+            while i < n:
+                i, need_k, wm, dropped, invalid = _scatter_kernel(
+                    x, y, p, t, i, self._origin, self.window_us, self.late_tolerance_us,
+                    self._k_closed, self._wm, self._bufs, self._slot_k, self._n_ev, self._n_late,
+                    self._maxv,
+                )  # fmt: skip
+                self._wm = np.int64(wm)
+                self.stats.n_dropped_late += int(dropped)
+                self.stats.n_invalid += int(invalid)
+                if i < n:
+                    if not (self._slot_k < 0).any():
+                        # close what the watermark allows before growing the buffers
+                        frames.extend(self._close_until(self._closable_k()))
+                    self._open_slot(int(need_k))
+        if t_end_hint is not None and t_end_hint > self._wm:
+            self._wm = np.int64(t_end_hint)
+        frames.extend(self._close_until(self._closable_k()))
+        self._account(frames)
+        return frames
+
+    def flush(self) -> list[Frame]:
+        """Close every window up to and including the one holding the watermark; return their frames."""
+        if self._origin is None or self._wm < self._origin:
+            return []
+        k_last = int((int(self._wm) - self._origin) // self.window_us)
+        frames = self._close_until(k_last + 1)
+        self._account(frames)
+        return frames
+
+    def _account(self, frames: list[Frame]) -> None:
+        for f in frames:
+            self.stats.events_counted += f.n_events
+            self.stats.n_late_merged += f.n_late_merged

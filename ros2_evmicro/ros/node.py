@@ -1,0 +1,247 @@
+"""The node base class: parameters from one :class:`~ros2_evmicro.core.params.ParamSpec`, diagnostics,
+guarded callbacks, QoS profiles and the console-script ``main`` shared by every node.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from ros2_evmicro.core.params import Param, ParamError, ParamSpec, ParamValues
+
+__all__ = [
+    "EVENTS_QOS",
+    "FRAMES_QOS",
+    "LATCHED_QOS",
+    "SENSOR_QOS",
+    "Diagnostics",
+    "EvmicroNode",
+    "fastdds_profile",
+    "run_node",
+]
+
+EVENTS_QOS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1000,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""Events: reliable, keep-last 1000 (a reliable publisher also serves best-effort subscribers)."""
+SENSOR_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+"""Images, IMU and other sensor streams: reliable, depth 100 so a recorder loses nothing."""
+FRAMES_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=30)
+"""Pipeline products (frames, AU scores, reconstructions)."""
+LATCHED_QOS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""Camera info and other slowly changing state: late joiners get the last value."""
+
+_OK, _WARN, _ERROR, _STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
+                              DiagnosticStatus.STALE)
+_BIG = 1e300
+
+
+def fastdds_profile() -> Path | None:
+    """Path of the shipped Fast DDS shared-memory profile (``config/fastdds_shm.xml``), if found."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "config" / "fastdds_shm.xml"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("ros2_evmicro")) / "config" / "fastdds_shm.xml")
+    except Exception:  # noqa: BLE001 - not installed with colcon
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+def use_fastdds_profile() -> None:
+    """Point Fast DDS at the shipped shared-memory profile unless the user chose one (call before init)."""
+    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
+        return
+    prof = fastdds_profile()
+    if prof is not None:
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(prof)
+
+
+def _descriptor(p: Param) -> ParameterDescriptor:
+    desc = p.description + (f" [{p.unit}]" if p.unit else "")
+    d = ParameterDescriptor(description=desc, read_only=False, dynamic_typing=True)
+    if p.choices is not None:
+        d.additional_constraints = "one of: " + ", ".join(map(str, p.choices))
+    if not p.dynamic:
+        d.additional_constraints = (d.additional_constraints + "; " if d.additional_constraints else "") + (
+            "fixed while the node runs")
+    if p.range is not None and p.type in (int, float):
+        lo, hi = p.range
+        if p.type is int:
+            d.integer_range = [IntegerRange(from_value=int(-(2**62) if lo is None else lo),
+                                            to_value=int(2**62 if hi is None else hi), step=0)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(-_BIG if lo is None else lo),
+                                                         to_value=float(_BIG if hi is None else hi), step=0.0)]
+    return d
+
+
+class Diagnostics:
+    """Counters, values and a status level published on ``/diagnostics`` once per ``period_s``.
+
+    Counters also appear as rates per second over the last period (``<name>_per_s``).
+    """
+
+    def __init__(self, node: Node, name: str | None = None, *, hardware_id: str = "", period_s: float = 1.0):
+        self.node = node
+        self.name = name or node.get_fully_qualified_name().lstrip("/")
+        self.hardware_id = hardware_id
+        self.counters: dict[str, int] = defaultdict(int)
+        self.values: dict[str, Any] = {}
+        self.level = _OK
+        self.message = "ok"
+        self._last_counts: dict[str, int] = {}
+        self._last_t = time.monotonic()
+        self.extra: list[DiagnosticStatus] = []
+        self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] += n
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+    def status(self, level: int | str, message: str) -> None:
+        if isinstance(level, str):
+            level = {"OK": _OK, "WARN": _WARN, "ERROR": _ERROR, "STALE": _STALE}[level.upper()]
+        self.level = bytes([level]) if isinstance(level, int) else level
+        self.message = message
+
+    def build(self) -> DiagnosticStatus:
+        now = time.monotonic()
+        dt = max(now - self._last_t, 1e-9)
+        kv = []
+        for k, v in sorted(self.counters.items()):
+            kv.append(KeyValue(key=k, value=str(v)))
+            kv.append(KeyValue(key=f"{k}_per_s", value=f"{(v - self._last_counts.get(k, 0)) / dt:.3f}"))
+        for k, v in sorted(self.values.items()):
+            kv.append(KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v)))
+        self._last_counts = dict(self.counters)
+        self._last_t = now
+        level = self.level if isinstance(self.level, bytes) else bytes([self.level])
+        return DiagnosticStatus(level=level, name=self.name, message=self.message,
+                                hardware_id=self.hardware_id, values=kv)
+
+    def publish(self) -> None:
+        arr = DiagnosticArray()
+        arr.header.stamp = self.node.get_clock().now().to_msg()
+        arr.status = [self.build(), *self.extra]
+        self.pub.publish(arr)
+
+
+class EvmicroNode(Node):
+    """Base of every ros2_evmicro node.
+
+    Subclasses set ``SPEC`` (their :class:`ParamSpec`); the base declares one ROS parameter per entry with a
+    descriptor (description, unit, range, read-only-ness), reads and checks the initial values (a bad value
+    raises :class:`ParamError` at start-up with the reason), rejects bad runtime changes with
+    ``SetParametersResult(successful=False, reason=...)``, and offers :attr:`p` (current values),
+    :attr:`diag` (diagnostics) and :meth:`guard` (a callback wrapper that logs, counts and drops bad input).
+    """
+
+    SPEC: ParamSpec
+
+    def __init__(self, node_name: str | None = None, **kwargs: Any):
+        super().__init__(node_name or self.SPEC.node, **kwargs)
+        values = {}
+        for p in self.SPEC:
+            try:
+                param = self.declare_parameter(p.name, p.default, _descriptor(p))
+            except (InvalidParameterValueException, InvalidParameterTypeException) as err:
+                raise ParamError(f"node {self.get_name()}: {p.name}: {err}") from None
+            values[p.name] = param.value
+        try:
+            self.p: ParamValues = self.SPEC.values(values)
+        except ParamError as err:
+            raise ParamError(f"node {self.get_name()}: {err}") from None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.diag = Diagnostics(self)
+
+    # -- parameters -------------------------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        changes = {p.name: p.value for p in params if p.name in self.SPEC}
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            new = self.SPEC.update(self.p, changes, runtime=True)
+        except ParamError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        old, self.p = self.p, new
+        try:
+            self.on_parameters_changed({k: new[k] for k in changes if old[k] != new[k]})
+        except (ParamError, ValueError) as err:
+            self.p = old
+            return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    def on_parameters_changed(self, changed: dict[str, Any]) -> None:
+        """Hook: apply accepted runtime changes (raise ValueError to refuse them)."""
+
+    # -- time ---------------------------------------------------------------------------------------------
+    def now_ns(self) -> int:
+        """Current time of the node's clock (ROS time, or bag time with use_sim_time)."""
+        return self.get_clock().now().nanoseconds
+
+    # -- callbacks ----------------------------------------------------------------------------------------
+    def guard(self, fn: Callable[[Any], None], what: str) -> Callable[[Any], None]:
+        """Wrap a subscription callback: an exception is logged (throttled), counted as ``bad_<what>`` on
+        diagnostics and the message dropped; the node keeps running."""
+
+        def wrapped(msg: Any) -> None:
+            try:
+                fn(msg)
+            except Exception as err:  # noqa: BLE001 - a bad message must not kill the node
+                self.diag.count(f"bad_{what}")
+                self.get_logger().error(f"dropped a bad {what} message: {err}", throttle_duration_sec=2.0)
+
+        return wrapped
+
+
+def run_node(cls: type[Node], args: list[str] | None = None) -> int:
+    """Console-script body: init rclpy, spin one node on a SingleThreadedExecutor, exit cleanly.
+
+    A bad parameter ends the process with exit code 2 and the reason on stderr, not a traceback.
+    """
+    use_fastdds_profile()
+    node = None
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = cls()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ParamError as err:
+        print(f"{cls.__name__}: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

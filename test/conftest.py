@@ -1,0 +1,45 @@
+"""Shared fixtures: the optional real recordings in ../shared/data/real and seeded RNGs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_REAL = Path(os.environ.get("EVMICRO_SHARED_DATA", REPO.parent / "shared" / "data")) / "real"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """Folder of the real recordings; skips the test when ../shared is absent (a user's clone)."""
+    if not SHARED_REAL.is_dir():
+        pytest.skip(f"real recordings not found at {SHARED_REAL} (../shared is not part of a clone)")
+    return SHARED_REAL
+
+
+def real_file(rel: str) -> Path:
+    """Path of one real recording, or skip with the reason."""
+    p = SHARED_REAL / rel
+    if not p.exists():
+        pytest.skip(f"real recording {rel} not found under {SHARED_REAL}")
+    return p
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def ros():
+    """A private rclpy context with a SingleThreadedExecutor; nodes added to it are destroyed afterwards."""
+    from rosutil import RosHarness
+
+    h = RosHarness()
+    try:
+        yield h
+    finally:
+        h.close()

@@ -1,0 +1,267 @@
+"""Slicer (Eq. 1): hand-computed count frames, window boundaries, late events, packetisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ros2_evmicro.core.events import EVENT_DTYPE, EventError, EventPacket, empty_events, make_events
+from ros2_evmicro.core.slicer import Frame, Slicer, SlicerError, count_frame, slice_events
+
+
+def ev(rows):
+    """Events from (x, y, p, t) rows."""
+    if not rows:
+        return empty_events(0)
+    x, y, p, t = zip(*rows, strict=True)
+    return make_events(x, y, p, t)
+
+
+# --- count_frame ---------------------------------------------------------------------------------
+
+
+def test_count_frame_hand_computed_polarity_channels():
+    e = ev([(0, 0, 1, 0), (0, 0, 1, 5), (0, 0, 0, 6), (3, 1, 0, 7), (2, 1, 1, 9)])
+    f = count_frame(e, 4, 2)
+    assert f.shape == (2, 2, 4) and f.dtype == np.uint16
+    want = np.zeros((2, 2, 4), np.uint16)
+    want[1, 0, 0] = 2  # two ON at (0, 0)
+    want[0, 0, 0] = 1  # one OFF at (0, 0)
+    want[0, 1, 3] = 1
+    want[1, 1, 2] = 1
+    np.testing.assert_array_equal(f, want)
+
+
+def test_count_frame_empty_same_shape_and_dtype():
+    f = count_frame(empty_events(0), 346, 260)
+    assert f.shape == (2, 260, 346) and f.dtype == np.uint16 and not f.any()
+    f32 = count_frame(empty_events(0), 346, 260, dtype=np.float32)
+    assert f32.dtype == np.float32 and f32.shape == (2, 260, 346)
+
+
+@pytest.mark.parametrize("w,h", [(346, 260), (1280, 720), (640, 480), (7, 3)])
+def test_count_frame_matches_numpy_histogram(w, h, rng):
+    n = 20_000
+    e = make_events(rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n), np.arange(n))
+    f = count_frame(e, w, h)
+    ref = np.zeros((2, h, w), np.int64)
+    np.add.at(ref, (e["p"].astype(np.int64), e["y"].astype(np.int64), e["x"].astype(np.int64)), 1)
+    np.testing.assert_array_equal(f, ref)
+    assert int(f.sum()) == n
+
+
+def test_count_frame_accumulates_into_out_and_from_packet():
+    e = ev([(1, 2, 0, 0), (1, 2, 0, 1)])
+    out = np.ones((2, 3, 2), np.float32)
+    r = count_frame(EventPacket(e, 2, 3), out=out)
+    assert r is out
+    assert out[0, 2, 1] == 3.0 and out.sum() == 12 + 2
+
+
+def test_count_frame_saturates_instead_of_wrapping():
+    e = ev([(0, 0, 1, i) for i in range(300)])
+    f = count_frame(e, 1, 1, dtype=np.uint8)
+    assert f[1, 0, 0] == 255
+
+
+def test_count_frame_errors():
+    with pytest.raises(EventError, match="outside the 4x2 sensor"):
+        count_frame(ev([(4, 0, 1, 0)]), 4, 2)
+    with pytest.raises(EventError, match="polarity"):
+        count_frame(make_events([0], [0], [-1], [0]), 4, 2)
+    with pytest.raises(SlicerError, match="EVENT_DTYPE"):
+        count_frame(np.zeros(3, dtype=[("x", "u2")]), 4, 2)
+    with pytest.raises(SlicerError, match="shape"):
+        count_frame(ev([(0, 0, 1, 0)]), 4, 2, out=np.zeros((2, 4, 2), np.uint16))
+    with pytest.raises(SlicerError, match="width and height"):
+        count_frame(ev([(0, 0, 1, 0)]))
+
+
+def test_slice_events_half_open():
+    e = ev([(0, 0, 1, t) for t in (0, 10, 32_999, 33_000, 40_000)])
+    s = slice_events(e, 0, 33_000)
+    assert list(s["t"]) == [0, 10, 32_999]
+    assert slice_events(e, 50_000, 60_000).dtype == EVENT_DTYPE
+
+
+# --- Slicer: windows ------------------------------------------------------------------------------
+
+
+def test_boundary_event_goes_to_next_window_and_alignment_floors_to_grid():
+    s = Slicer(4, 2, window_us=10, late_tolerance_us=0)
+    frames = s.push(ev([(0, 0, 1, 23), (1, 0, 1, 29), (2, 0, 0, 30), (3, 1, 1, 31)]))
+    # first event 23 floored to the grid of 10 -> window [20, 30); event at exactly 30 opens [30, 40)
+    assert s.origin_us == 20
+    assert [(f.t_start_us, f.t_end_us, f.n_events) for f in frames] == [(20, 30, 2)]
+    f = frames[0]
+    assert f.counts[1, 0, 0] == 1 and f.counts[1, 0, 1] == 1 and f.counts.sum() == 2
+    rest = s.flush()
+    assert [(f.t_start_us, f.n_events) for f in rest] == [(30, 2)]
+    assert rest[0].counts[0, 0, 2] == 1 and rest[0].counts[1, 1, 3] == 1
+
+
+def test_t0_sets_alignment_and_earlier_events_are_dropped():
+    s = Slicer(4, 2, window_us=10, late_tolerance_us=0, t0=5)
+    frames = s.push(ev([(0, 0, 1, 3), (0, 0, 1, 5), (0, 0, 1, 14), (0, 0, 1, 15)]))
+    assert [(f.t_start_us, f.n_events) for f in frames] == [(5, 2)]
+    assert s.stats.n_dropped_late == 1
+
+
+def test_straddling_packets_and_empty_windows():
+    s = Slicer(3, 2, window_us=100, late_tolerance_us=0)
+    out: list[Frame] = []
+    # packet 1 covers [0, 150): straddles windows 0 and 1
+    out += s.push(ev([(0, 0, 1, 0), (1, 0, 0, 99), (2, 1, 1, 100), (2, 1, 1, 149)]))
+    assert [f.t_start_us for f in out] == [0]
+    # packet 2 jumps to 420: windows [100,200) closes with 2 events, [200,300) and [300,400) are empty
+    out += s.push(ev([(1, 1, 0, 420)]))
+    assert [(f.t_start_us, f.n_events) for f in out] == [(0, 2), (100, 2), (200, 0), (300, 0)]
+    for f in out:
+        assert f.counts.shape == (2, 2, 3) and f.counts.dtype == np.uint16
+    assert not out[2].counts.any() and not out[3].counts.any()
+    assert out[1].counts[1, 1, 2] == 2
+    out += s.flush()
+    assert [(f.t_start_us, f.n_events) for f in out][-1] == (400, 1)
+    st = s.stats
+    assert st.windows == 5 and st.empty_windows == 2 and st.events_counted == 5 and st.n_dropped_late == 0
+
+
+def test_empty_packet_with_span_advances_time():
+    s = Slicer(3, 2, window_us=100, late_tolerance_us=0)
+    assert s.push(ev([(0, 0, 1, 10)])) == []
+    frames = s.push(EventPacket(empty_events(0), 3, 2, t_start=11, t_end=301))
+    # watermark = t_end - 1 = 300 closes [0,100), [100,200), [200,300)
+    assert [(f.t_start_us, f.n_events) for f in frames] == [(0, 1), (100, 0), (200, 0)]
+
+
+def test_first_packet_empty_with_span_sets_origin():
+    s = Slicer(3, 2, window_us=100, late_tolerance_us=0)
+    frames = s.push(EventPacket(empty_events(0), 3, 2, t_start=250, t_end=420))
+    assert s.origin_us == 200
+    assert [f.t_start_us for f in frames] == [200, 300]
+    assert s.push(empty_events(0)) == []
+
+
+def test_late_within_tolerance_is_merged_and_too_late_dropped():
+    s = Slicer(2, 1, window_us=100, late_tolerance_us=20)
+    assert s.push(ev([(0, 0, 1, 50), (0, 0, 1, 110)])) == []  # wm 110 < 100 + 20: window 0 still open
+    # a late event for window 0 (t=90) arrives after t=110 was seen: merged
+    assert s.push(ev([(1, 0, 0, 90)])) == []
+    frames = s.push(ev([(0, 0, 1, 120)]))  # wm 120 >= 120: window 0 closes
+    assert [(f.t_start_us, f.n_events, f.n_late_merged) for f in frames] == [(0, 2, 1)]
+    assert frames[0].counts[0, 0, 1] == 1 and frames[0].counts[1, 0, 0] == 1
+    # now an event for window 0 is too late: dropped and counted
+    assert s.push(ev([(1, 0, 1, 99)])) == []
+    assert s.stats.n_dropped_late == 1
+    rest = s.flush()
+    assert [(f.t_start_us, f.n_events) for f in rest] == [(100, 2)]
+    assert s.stats.n_late_merged == 1 and s.stats.events_counted == 4
+
+
+def test_out_of_order_within_one_packet_beyond_tolerance_is_dropped():
+    # the decision is per event against the running watermark, even inside one packet
+    s = Slicer(2, 1, window_us=100, late_tolerance_us=5)
+    frames = s.push(ev([(0, 0, 1, 10), (0, 0, 1, 250), (0, 0, 1, 20)]))
+    assert s.stats.n_dropped_late == 1
+    assert [f.n_events for f in frames] == [1, 0]
+    assert [f.n_events for f in s.flush()] == [1]
+
+
+def test_frames_do_not_depend_on_packetisation(rng):
+    n = 30_000
+    t = np.sort(rng.integers(1_000, 400_000, n))
+    t = t + rng.integers(-300, 1, n)  # jitter: reordering by up to 300 us
+    e = make_events(rng.integers(0, 46, n), rng.integers(0, 26, n), rng.integers(0, 2, n), t)
+
+    def run(cuts):
+        s = Slicer(46, 26, window_us=33_000, late_tolerance_us=500)
+        frames = []
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            frames += s.push(e[a:b])
+        frames += s.flush()
+        return frames, s.stats
+
+    whole, st1 = run([0, n])
+    cuts = np.unique(np.concatenate([[0, n], rng.integers(0, n, 50)]))
+    pieces, st2 = run(list(cuts))
+    assert len(whole) == len(pieces) > 10
+    for a, b in zip(whole, pieces, strict=True):
+        assert (a.t_start_us, a.n_events, a.n_late_merged) == (b.t_start_us, b.n_events, b.n_late_merged)
+        np.testing.assert_array_equal(a.counts, b.counts)
+    assert st1.n_dropped_late == st2.n_dropped_late
+    # every event is either counted or dropped
+    assert st1.events_counted + st1.n_dropped_late == n
+    # with a tolerance larger than the jitter nothing is dropped, and counts agree with count_frame
+    s = Slicer(46, 26, window_us=33_000, late_tolerance_us=1_000)
+    frames = s.push(e) + s.flush()
+    assert s.stats.n_dropped_late == 0
+    for f in frames:
+        sel = e[(e["t"] >= f.t_start_us) & (e["t"] < f.t_end_us)]
+        np.testing.assert_array_equal(f.counts, count_frame(sel, 46, 26))
+
+
+@pytest.mark.parametrize("w,h", [(346, 260), (1280, 720), (640, 480)])
+def test_sensor_sizes_and_many_windows_in_one_packet(w, h, rng):
+    n = 5_000
+    e = make_events(
+        rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n), np.linspace(0, 329_999, n)
+    )
+    s = Slicer(w, h)  # defaults: 33 ms windows
+    frames = s.push(e) + s.flush()
+    assert len(frames) == 10
+    assert all(f.counts.shape == (2, h, w) for f in frames)
+    assert sum(f.n_events for f in frames) == n
+    assert sum(int(f.counts.sum()) for f in frames) == n
+    assert [f.t_start_us for f in frames] == [33_000 * k for k in range(10)]
+
+
+def test_time_jump_skips_long_runs_of_empty_windows():
+    s = Slicer(2, 2, window_us=10, late_tolerance_us=0, max_empty_windows=3)
+    frames = s.push(ev([(0, 0, 1, 0), (0, 0, 1, 1_000)]))
+    assert [f.t_start_us for f in frames] == [0, 10, 20, 30]
+    assert s.stats.windows_skipped == 96
+    rest = s.flush()
+    assert [(f.t_start_us, f.n_events) for f in rest] == [(1_000, 1)]
+
+
+def test_invalid_events_raise_or_are_dropped():
+    s = Slicer(4, 2, window_us=10, late_tolerance_us=0)
+    with pytest.raises(EventError, match="outside the 4x2 sensor"):
+        s.push(ev([(0, 0, 1, 0), (0, 2, 1, 1)]))
+    assert s.stats.events_counted == 0
+    d = Slicer(4, 2, window_us=10, late_tolerance_us=0, on_invalid="drop")
+    d.push(ev([(0, 0, 1, 0), (9, 0, 1, 1)]))
+    frames = d.flush()
+    assert d.stats.n_invalid == 1 and frames[0].n_events == 1
+
+
+def test_bad_parameters_and_packet_size():
+    with pytest.raises(SlicerError, match="window_us"):
+        Slicer(4, 2, window_us=0)
+    with pytest.raises(SlicerError, match="late_tolerance_us"):
+        Slicer(4, 2, late_tolerance_us=-1)
+    with pytest.raises(SlicerError, match="sensor size"):
+        Slicer(0, 2)
+    with pytest.raises(SlicerError, match="on_invalid"):
+        Slicer(4, 2, on_invalid="ignore")
+    with pytest.raises(SlicerError, match="built for 4x2"):
+        Slicer(4, 2).push(EventPacket(ev([(0, 0, 1, 0)]), 5, 2))
+
+
+def test_many_open_windows_grow_the_buffers():
+    # tolerance of 10 windows: up to 11 windows stay open at once
+    s = Slicer(2, 2, window_us=10, late_tolerance_us=100)
+    frames = s.push(ev([(0, 0, 1, t) for t in range(0, 150, 5)]))
+    frames += s.push(ev([(1, 1, 0, 3)]))  # late by 140 us: window 0 closed at wm 110 -> dropped
+    frames += s.flush()
+    assert [f.n_events for f in frames] == [2] * 15
+    assert s.stats.n_dropped_late == 1
+
+
+def test_stats_as_dict():
+    s = Slicer(2, 2, window_us=10, late_tolerance_us=0)
+    s.push(ev([(0, 0, 1, 0), (0, 0, 1, 1), (0, 0, 1, 25)]))
+    s.flush()
+    d = s.stats.as_dict()
+    assert d["windows"] == 3 and d["empty_windows"] == 1 and d["events_per_window_max"] == 2
+    assert d["events_per_window_mean"] == 1.0
