@@ -1,4 +1,6 @@
-"""ros2 launch ros2_evmicro live_demo.launch.py — the 'demo' graph of ros2_evmicro.graphs (see `evmicro graph demo`)."""
+"""ros2 launch ros2_evmicro live_demo.launch.py
+
+The 'demo' graph of ros2_evmicro.graphs (see `evmicro graph demo`)."""
 
 from ros2_evmicro.launch_support import generate
 

@@ -1,4 +1,6 @@
-"""ros2 launch ros2_evmicro record_session.launch.py — the 'record' graph of ros2_evmicro.graphs (see `evmicro graph record`)."""
+"""ros2 launch ros2_evmicro record_session.launch.py
+
+The 'record' graph of ros2_evmicro.graphs (see `evmicro graph record`)."""
 
 from ros2_evmicro.launch_support import generate
 

@@ -1,4 +1,6 @@
-"""ros2 launch ros2_evmicro replay.launch.py — the 'replay' graph of ros2_evmicro.graphs (see `evmicro graph replay`)."""
+"""ros2 launch ros2_evmicro replay.launch.py
+
+The 'replay' graph of ros2_evmicro.graphs (see `evmicro graph replay`)."""
 
 from ros2_evmicro.launch_support import generate
 

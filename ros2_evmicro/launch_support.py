@@ -12,11 +12,11 @@ from ros2_evmicro.graphs import PACKAGE, config_dir, get_graph
 
 def generate(graph_name: str):
     """A ``LaunchDescription`` for the named graph (imports launch and launch_ros, present with ROS 2)."""
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
+    from launch import LaunchDescription
     from ros2_evmicro.ros.node import fastdds_profile
 
     graph = get_graph(graph_name)

@@ -49,7 +49,8 @@ def _params(args: argparse.Namespace) -> int:
         for k, v in vals.items():
             print(f"  {k}: {v!r}")
         return 0
-    print(f"## {spec.node}\n\n{spec.description}\n\n{spec.markdown()}\n\n(values: {config_dir() / (spec.node + '.yaml')})")
+    print(f"## {spec.node}\n\n{spec.description}\n\n{spec.markdown()}\n")
+    print(f"(values: {config_dir() / (spec.node + '.yaml')})")
     return 0
 
 

@@ -62,7 +62,7 @@ class Param:
         self.check(self.default)
 
     @property
-    def type(self) -> type:
+    def value_type(self) -> type:
         d = self.default
         return list if isinstance(d, list) else type(d)
 
@@ -96,14 +96,15 @@ class Param:
 
     def check(self, value: Any) -> Any:
         """Return ``value`` coerced to this parameter's type, or raise :class:`ParamError` with the reason."""
-        if self.type is list:
+        item = self.item_type
+        if item is not None:
             if not isinstance(value, list | tuple):
-                raise ParamError(f"{self.name} must be a list of {self.item_type.__name__}, got {value!r}")
-            out = [self._coerce_scalar(v, self.item_type) for v in value]
+                raise ParamError(f"{self.name} must be a list of {item.__name__}, got {value!r}")
+            out = [self._coerce_scalar(v, item) for v in value]
             for v in out:
                 self._check_limits(v)
             return out
-        v = self._coerce_scalar(value, self.type)
+        v = self._coerce_scalar(value, self.value_type)
         self._check_limits(v)
         return v
 

@@ -71,7 +71,8 @@ def fastdds_profile() -> Path | None:
 
 def use_fastdds_profile() -> None:
     """Point Fast DDS at the shipped shared-memory profile unless the user chose one (call before init)."""
-    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
+    if (os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+            or os.environ.get("EVMICRO_NO_FASTDDS_PROFILE") == "1"):
         return
     prof = fastdds_profile()
     if prof is not None:
@@ -86,9 +87,9 @@ def _descriptor(p: Param) -> ParameterDescriptor:
     if not p.dynamic:
         d.additional_constraints = (d.additional_constraints + "; " if d.additional_constraints else "") + (
             "fixed while the node runs")
-    if p.range is not None and p.type in (int, float):
+    if p.range is not None and p.value_type in (int, float):
         lo, hi = p.range
-        if p.type is int:
+        if p.value_type is int:
             d.integer_range = [IntegerRange(from_value=int(-(2**62) if lo is None else lo),
                                             to_value=int(2**62 if hi is None else hi), step=0)]
         else:

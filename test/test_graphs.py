@@ -1,0 +1,158 @@
+"""Graph descriptions -> node lists, and the launch files built from them (with stand-in launch modules,
+since launch/launch_ros are not on PyPI; on a ROS install the real ones are used)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from ros2_evmicro.graphs import GRAPHS, GraphError, get_graph, parse_graph_args
+from ros2_evmicro.ros.runner import node_parameters
+from ros2_evmicro.specs import get_spec
+
+REPO = Path(__file__).resolve().parent.parent
+ALL_ARGS = [
+    ("demo", {}),
+    ("demo", {"camera": "davis", "source": "file", "davis_file": "x.aedat4"}),
+    ("demo", {"camera": "evk4", "source": "file", "evk4_file": "x.raw", "webcam": "false"}),
+    ("demo", {"camera": "evk4", "webcam": "true"}),
+    ("record", {}),
+    ("record", {"source": "camera", "cameras": "davis,webcam"}),
+    ("replay", {"bag": "some/session"}),
+    ("replay", {"bag": "b", "out_dir": "o", "camera": "evk4"}),
+]
+
+
+def _kinds(decls):
+    return [(d.kind, d.fqn) for d in decls]
+
+
+def test_demo_sim_graph():
+    decls = get_graph("demo").nodes()
+    assert _kinds(decls) == [
+        ("sim_rig", "/sim_rig"), ("face_detector", "/davis/face_detector"), ("slicer", "/davis/slicer"),
+        ("au", "/au"), ("recon", "/recon"), ("driver_monitor", "/driver_monitor"), ("dashboard", "/dashboard")]
+    au = next(d for d in decls if d.kind == "au")
+    assert au.remappings == (("frames", "/davis/frames"),)
+    assert next(d for d in decls if d.kind == "dashboard").required
+
+
+def test_demo_evk4_with_webcam_maps_face_roi():
+    decls = get_graph("demo").nodes({"camera": "evk4", "webcam": "true"})
+    fd = next(d for d in decls if d.kind == "face_detector")
+    assert fd.namespace == "webcam" and fd.parameters["map_to"] == "evk4"
+    sl = next(d for d in decls if d.kind == "slicer")
+    assert sl.namespace == "evk4" and sl.remappings == (("face_roi", "/webcam/face_roi_evk4"),)
+    assert {d.kind for d in decls} >= {"evk4", "webcam"}
+
+
+def test_record_graph_and_errors():
+    decls = get_graph("record").nodes({"cameras": "davis,evk4", "source": "camera", "run": "demo"})
+    kinds = [d.kind for d in decls]
+    assert kinds == ["davis", "evk4", "face_detector", "protocol_player", "recorder"]
+    with pytest.raises(GraphError, match="comma list"):
+        get_graph("record").nodes({"cameras": "davis,kinect"})
+    with pytest.raises(GraphError, match="not one of"):
+        get_graph("record").nodes({"run": "long"})
+    with pytest.raises(GraphError, match="no argument 'colour'"):
+        get_graph("demo").nodes({"colour": "red"})
+    with pytest.raises(GraphError, match="davis_file"):
+        get_graph("demo").nodes({"camera": "davis", "source": "file"})
+    with pytest.raises(GraphError, match="bag:=PATH"):
+        get_graph("replay").nodes()
+    with pytest.raises(GraphError, match="unknown graph"):
+        get_graph("party")
+    assert parse_graph_args(["a:=1", "b:=x:=y"]) == {"a": "1", "b": "x:=y"}
+    with pytest.raises(GraphError, match="name:=value"):
+        parse_graph_args(["a=1"])
+
+
+def _setup_kinds() -> set[str]:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NODE_KINDS":
+            return set(ast.literal_eval(node.value))
+    raise AssertionError("setup.py has no NODE_KINDS")
+
+
+@pytest.mark.parametrize("graph, args", ALL_ARGS)
+def test_every_node_has_console_script_spec_and_valid_parameters(graph, args):
+    kinds = _setup_kinds()
+    for d in get_graph(graph).nodes(args):
+        assert d.kind in kinds, f"{d.kind} has no console script in setup.py"
+        assert importlib.util.find_spec(d.module) is not None, f"{d.module} missing"
+        params = {k: v for k, v in node_parameters(d).items() if k != "use_sim_time"}
+        get_spec(d.kind).values(params)  # raises ParamError naming the bad value
+
+
+# -- launch files, with stand-ins of the launch API ------------------------------------------------------
+
+class _Cfg:
+    def __init__(self, name):
+        self.name = name
+
+    def perform(self, context):
+        return context.launch_configurations[self.name]
+
+
+class _Ctx:
+    def __init__(self, values):
+        self.launch_configurations = values
+
+
+def _fake_launch(monkeypatch):
+    made = {}
+
+    def record(kind):
+        def ctor(*a, **kw):
+            obj = types.SimpleNamespace(kind=kind, args=a, kwargs=kw)
+            made.setdefault(kind, []).append(obj)
+            return obj
+        return ctor
+
+    launch = types.ModuleType("launch")
+    launch.LaunchDescription = lambda actions: types.SimpleNamespace(actions=actions)
+    actions = types.ModuleType("launch.actions")
+    actions.DeclareLaunchArgument = record("arg")
+    actions.OpaqueFunction = lambda function: types.SimpleNamespace(kind="opaque", function=function)
+    actions.Shutdown = record("shutdown")
+    subs = types.ModuleType("launch.substitutions")
+    subs.LaunchConfiguration = _Cfg
+    launch_ros = types.ModuleType("launch_ros")
+    ros_actions = types.ModuleType("launch_ros.actions")
+    ros_actions.Node = record("node")
+    for name, mod in [("launch", launch), ("launch.actions", actions), ("launch.substitutions", subs),
+                      ("launch_ros", launch_ros), ("launch_ros.actions", ros_actions)]:
+        monkeypatch.setitem(sys.modules, name, mod)
+    return made
+
+
+@pytest.mark.parametrize("launch_file, graph, values", [
+    ("live_demo.launch.py", "demo", {}),
+    ("record_session.launch.py", "record", {"cameras": "davis,webcam", "subject": "S07"}),
+    ("replay.launch.py", "replay", {"bag": "/data/S01"}),
+])
+def test_launch_files_start_the_graph_nodes(monkeypatch, launch_file, graph, values):
+    made = _fake_launch(monkeypatch)
+    spec = importlib.util.spec_from_file_location("lf", REPO / "launch" / launch_file)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    g = GRAPHS[graph]
+    assert [a.args[0] for a in made["arg"]] == [a.name for a in g.args]
+    opaque = ld.actions[-1]
+    given = {a.name: a.default for a in g.args} | values
+    nodes = opaque.function(_Ctx(given))
+    want = g.nodes(values)
+    assert [n.kwargs["executable"] for n in nodes] == [d.executable for d in want]
+    for n, d in zip(nodes, want, strict=True):
+        assert n.kwargs["package"] == "ros2_evmicro"
+        assert n.kwargs["name"] == d.name and n.kwargs.get("namespace", "") == d.namespace
+        assert n.kwargs["parameters"][-1] == dict(d.parameters)
+        assert n.kwargs["remappings"] == list(d.remappings)
+        assert ("on_exit" in n.kwargs) == d.required
