@@ -1,0 +1,251 @@
+"""Base of the camera driver nodes: a reader thread pulls items from a source, maps device time to ROS time
+and publishes the contract's topics.
+
+Live sources: every event chunk's first timestamp is paired with its arrival time and fed to a
+:class:`~ros2_evmicro.core.clock.ClockSync`; stamps are the fitted mapping. Recorded sources: a
+:class:`~ros2_evmicro.core.clock.Pacer` releases items at ``playback_rate`` and stamps are the start time plus
+the recording's device-time offsets. Either way the raw pairing goes out on ``time_reference``.
+
+Faults never end in a traceback: a source that cannot be opened or fails mid-stream is reported on the log and
+on ``/diagnostics`` (ERROR with the reason); live sources are reopened every ``reconnect_s``; files end with
+every complete event published and the damage reported.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, Imu, PointCloud2, TimeReference
+
+from ros2_evmicro.core.clock import ClockSync, Pacer
+from ros2_evmicro.core.params import Param
+from ros2_evmicro.core.stream import EventsItem, FrameItem, ImuItem, Packetizer, Source, SourceError, TriggerItem
+from ros2_evmicro.ros.convert import camera_info_msg, events_to_msg, image_to_msg, ns_to_stamp, time_reference_msg
+from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, SENSOR_QOS, EvmicroNode
+
+__all__ = ["DriverNode", "driver_params"]
+
+
+def driver_params(frame_id: str, sources: tuple[str, ...], default_source: str) -> tuple[Param, ...]:
+    """The parameters every driver shares."""
+    return (
+        Param("source", default_source, "where data comes from", choices=sources, dynamic=False),
+        Param("path", "", "file to play when source is a file (AEDAT4, RAW, bag, video)", dynamic=False),
+        Param("serial", "", "camera serial number (empty: first camera found)", dynamic=False),
+        Param("frame_id", frame_id, "optical frame of the camera", dynamic=False),
+        Param("packet_period_ms", 10.0, "device time covered by one event packet", "ms", (0.1, 1000.0)),
+        Param("playback_rate", 1.0, "file playback speed (1 = real time, 0 = as fast as possible)", "x",
+              (0.0, 1000.0)),
+        Param("loop", False, "restart the file at its end"),
+        Param("width", 0, "sensor width when the source does not say (0 = from the source)", "px", (0, 65535),
+              dynamic=False),
+        Param("height", 0, "sensor height when the source does not say (0 = from the source)", "px", (0, 65535),
+              dynamic=False),
+        Param("calibration_file", "", "YAML calibration (intrinsics for camera_info)", dynamic=False),
+        Param("native_record_path", "", "also write the vendor-native file here while publishing (empty: off)",
+              dynamic=False),
+        Param("clock_window_s", 20.0, "device->ROS clock fit window", "s", (1.0, 3600.0), dynamic=False),
+        Param("reconnect_s", 2.0, "retry period when a live camera is missing or unplugged", "s", (0.1, 60.0)),
+    )
+
+
+class DriverNode(EvmicroNode):
+    """Subclasses implement :meth:`open_source` (and optionally :meth:`open_native_writer`)."""
+
+    HAS_EVENTS = True
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.finished = False
+        self.ended = False
+        self.source: Source | None = None
+        self.native = None
+        self.pub_events = self.create_publisher(PointCloud2, "events", EVENTS_QOS) if self.HAS_EVENTS else None
+        self.pub_info = self.create_publisher(CameraInfo, "camera_info", LATCHED_QOS)
+        self.pub_tref = self.create_publisher(TimeReference, "time_reference", SENSOR_QOS)
+        self.pub_image: Any = None
+        self.pub_imu: Any = None
+        self.counts = {"events": 0, "packets": 0, "frames": 0, "imu": 0, "triggers": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{self.get_name()}_reader", daemon=True)
+        self._thread.start()
+
+    # -- to implement ---------------------------------------------------------------------------------------
+    def open_source(self) -> Source:
+        raise NotImplementedError
+
+    def open_native_writer(self, source: Source):
+        """An object with ``write(items)`` and ``close()`` writing the vendor file, or None."""
+        return None
+
+    # -- publishing -----------------------------------------------------------------------------------------
+    def image_publisher(self):
+        if self.pub_image is None:
+            self.pub_image = self.create_publisher(Image, "image_raw", SENSOR_QOS)
+        return self.pub_image
+
+    def imu_publisher(self):
+        if self.pub_imu is None:
+            self.pub_imu = self.create_publisher(Imu, "imu", SENSOR_QOS)
+        return self.pub_imu
+
+    def _camera_info(self, width: int, height: int) -> CameraInfo:
+        K = D = None
+        if self.p.calibration_file:
+            from ros2_evmicro.core.face import load_calibration
+
+            cal = load_calibration(self.p.calibration_file)
+            cam = cal.get("cameras", {}).get(self.get_namespace().strip("/") or self.get_name(), {})
+            K, D = cam.get("K"), cam.get("D")
+        return camera_info_msg(width, height, self.now_ns(), self.p.frame_id, K, D)
+
+    def _publish_events(self, pkt: np.ndarray, stamp_ns: int) -> None:
+        msg = events_to_msg(pkt, stamp_ns=stamp_ns, t_ref_us=int(pkt["t"][0]), frame_id=self.p.frame_id)
+        self.pub_events.publish(msg)
+        n = len(pkt)
+        self.counts["events"] += n
+        self.counts["packets"] += 1
+        self.diag.count("events", n)
+        self.diag.count("packets")
+        self.diag.set("stamp_to_now_ms", (self.now_ns() - stamp_ns) / 1e6)
+
+    # -- the reader thread ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.source = self.open_source()
+            except (SourceError, OSError, ValueError) as err:
+                self.diag.status("ERROR", f"cannot open source: {err}")
+                self.get_logger().error(f"cannot open {self.p.source} source: {err}", throttle_duration_sec=10.0)
+                if self.p.source in ("camera", "device", "network"):
+                    self._stop.wait(self.p.reconnect_s)
+                    continue
+                self.ended = True
+                return
+            info = self.source.info
+            self.pub_info.publish(self._camera_info(info.width, info.height))
+            if self.p.native_record_path and self.native is None:
+                try:
+                    self.native = self.open_native_writer(self.source)
+                except (OSError, ValueError, SourceError) as err:
+                    self.get_logger().error(f"native recording disabled: {err}")
+                    self.diag.status("WARN", f"native recording disabled: {err}")
+            self.diag.status("OK", f"streaming from {self.p.source} ({info.width}x{info.height}, {info.serial})")
+            try:
+                again = self._stream(self.source)
+            except (SourceError, OSError, ValueError) as err:
+                again = info.live
+                self.diag.status("ERROR", f"source failed: {err}")
+                self.get_logger().error(f"{self.p.source} source failed: {err}")
+            finally:
+                try:
+                    self.source.close()
+                except Exception:  # noqa: BLE001 - closing a broken device must not raise
+                    pass
+            if not again or self._stop.is_set():
+                break
+            self._stop.wait(self.p.reconnect_s if info.live else 0.0)
+        self.ended = True
+
+    def _stream(self, source: Source) -> bool:
+        """Publish until the source ends; True when it should be reopened (loop, or a live camera lost)."""
+        info = source.info
+        live = info.live
+        clock = ClockSync(window_s=self.p.clock_window_s)
+        pacer = Pacer(self.p.playback_rate)
+        t0_ros = self.now_ns()
+        packer = Packetizer(int(self.p.packet_period_ms * 1000))
+        last_flush = time.monotonic()
+
+        def stamp_of(t_us: int) -> int:
+            if live:
+                return clock.to_host_ns(t_us)
+            if pacer.dev0 is None:
+                pacer.start(t_us)
+            return t0_ros + (int(t_us) - int(pacer.dev0)) * 1000
+
+        def pace(t_us: int) -> bool:
+            if live:
+                return True
+            while not pacer.wait(t_us):
+                if self._stop.is_set():
+                    return False
+            return not self._stop.is_set()
+
+        def emit(pkt: np.ndarray) -> None:
+            if len(pkt) == 0 or not pace(int(pkt["t"][0])):
+                return
+            stamp = stamp_of(int(pkt["t"][0]))
+            self._publish_events(pkt, stamp)
+            self.pub_tref.publish(time_reference_msg(self.now_ns(), int(pkt["t"][0]), info.serial, self.p.frame_id))
+
+        while not self._stop.is_set():
+            items = source.read(0.05)
+            if items is None:  # end of file
+                emit(packer.flush())
+                problem = getattr(source, "damage", None)
+                if problem:
+                    self.diag.status("WARN", f"file damaged: {problem}")
+                    self.get_logger().warning(f"{self.p.path}: {problem}; every complete event was published")
+                else:
+                    self.diag.status("OK", "end of file")
+                return bool(self.p.loop)
+            now = self.now_ns()
+            for it in items:
+                if isinstance(it, EventsItem):
+                    ev = it.events
+                    if len(ev) == 0:
+                        continue
+                    if live:
+                        clock.add(int(ev["t"][0]), now)
+                    for pkt in packer.push(ev):
+                        emit(pkt)
+                elif isinstance(it, FrameItem):
+                    if not pace(it.t_us):
+                        return False
+                    enc = it.encoding
+                    self.image_publisher().publish(image_to_msg(it.image, enc, stamp_of(it.t_us), self.p.frame_id))
+                    self.counts["frames"] += 1
+                    self.diag.count("frames")
+                elif isinstance(it, ImuItem):
+                    if not pace(it.t_us):
+                        return False
+                    self.imu_publisher().publish(self._imu_msg(it, stamp_of(it.t_us)))
+                    self.counts["imu"] += 1
+                    self.diag.count("imu")
+                elif isinstance(it, TriggerItem):
+                    self.counts["triggers"] += 1
+                    self.diag.count("triggers")
+            if self.native is not None and items:
+                self.native.write(items)
+            # a live stream that pauses must not hold back its last partial packet
+            if live and packer.pending and time.monotonic() - last_flush > self.p.packet_period_ms / 1000:
+                emit(packer.flush())
+            if items:
+                last_flush = time.monotonic()
+            if live and clock.fit is not None:
+                self.diag.set("clock_drift_ppm", clock.fit.drift_ppm)
+        return False
+
+    def _imu_msg(self, it: ImuItem, stamp_ns: int) -> Imu:
+        m = Imu()
+        m.header.stamp = ns_to_stamp(stamp_ns)
+        m.header.frame_id = self.p.frame_id.replace("_optical", "_imu")
+        a, g = np.asarray(it.accel, dtype=float), np.asarray(it.gyro, dtype=float)
+        m.linear_acceleration.x, m.linear_acceleration.y, m.linear_acceleration.z = (float(v) for v in a)
+        m.angular_velocity.x, m.angular_velocity.y, m.angular_velocity.z = (float(v) for v in g)
+        m.orientation_covariance[0] = -1.0  # no orientation estimate
+        return m
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+        if self.native is not None:
+            try:
+                self.native.close()
+            finally:
+                self.native = None
