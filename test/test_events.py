@@ -69,3 +69,11 @@ def test_packet_span_and_sensor():
         EventPacket(empty_events(), 346, 260, t_start=10, t_end=5)
     with pytest.raises(EventError, match="sensor size"):
         SensorSize(0, 10)
+
+
+def test_concat_keeps_aligned_layout():
+    a = make_events([1, 2], [1, 2], [0, 1], [1, 2])
+    b = make_events([3], [3], [1], [3])
+    c = concat_events([a, b])
+    assert c.dtype == EVENT_DTYPE and c.dtype.itemsize == 16
+    assert list(c["t"]) == [1, 2, 3]

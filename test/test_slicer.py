@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import real_file
 
 from ros2_evmicro.core.events import EVENT_DTYPE, EventError, EventPacket, empty_events, make_events
 from ros2_evmicro.core.slicer import Frame, Slicer, SlicerError, count_frame, slice_events
@@ -75,6 +76,13 @@ def test_count_frame_errors():
         count_frame(ev([(0, 0, 1, 0)]), 4, 2, out=np.zeros((2, 4, 2), np.uint16))
     with pytest.raises(SlicerError, match="width and height"):
         count_frame(ev([(0, 0, 1, 0)]))
+
+
+def test_packed_copy_of_the_event_dtype_is_accepted():
+    e = ev([(1, 0, 1, 0), (1, 0, 1, 1)])
+    packed = np.concatenate([e, e])  # numpy drops the padding: 13-byte records
+    assert packed.dtype != EVENT_DTYPE
+    assert count_frame(packed, 2, 1)[1, 0, 1] == 4
 
 
 def test_slice_events_half_open():
@@ -203,9 +211,7 @@ def test_frames_do_not_depend_on_packetisation(rng):
 @pytest.mark.parametrize("w,h", [(346, 260), (1280, 720), (640, 480)])
 def test_sensor_sizes_and_many_windows_in_one_packet(w, h, rng):
     n = 5_000
-    e = make_events(
-        rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n), np.linspace(0, 329_999, n)
-    )
+    e = make_events(rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n), np.linspace(0, 329_999, n))
     s = Slicer(w, h)  # defaults: 33 ms windows
     frames = s.push(e) + s.flush()
     assert len(frames) == 10
@@ -265,3 +271,35 @@ def test_stats_as_dict():
     d = s.stats.as_dict()
     assert d["windows"] == 3 and d["empty_windows"] == 1 and d["events_per_window_max"] == 2
     assert d["events_per_window_mean"] == 1.0
+
+
+def test_real_davis346_recording_in_33ms_windows():
+    """117,667 DAVIS346 events (45,304 OFF, 72,363 ON) over 0.13 s: every event lands in one window."""
+    path = real_file("davis346_aedat4/davis346_sample.aedat4")
+    dv = pytest.importorskip("dv_processing")
+    rec = dv.io.MonoCameraRecording(str(path))
+    w, h = rec.getEventResolution()
+    s = Slicer(w, h)
+    frames = []
+    n = 0
+    while (batch := rec.getNextEventBatch()) is not None:
+        a = batch.numpy()
+        n += len(a)
+        frames += s.push(make_events(a["x"], a["y"], a["polarity"], a["timestamp"]))
+    frames += s.flush()
+    assert n == 117_667
+    assert s.stats.n_dropped_late == 0 and s.stats.events_counted == n
+    total = np.sum([f.counts.sum(axis=(1, 2)) for f in frames], axis=0)
+    assert total.tolist() == [45_304, 72_363]
+    assert all(f.t_end_us - f.t_start_us == 33_000 for f in frames)
+    assert frames[0].t_start_us % 33_000 == 0 and 4 <= len(frames) <= 5
+
+
+def test_reset_forgets_open_windows():
+    s = Slicer(2, 2, window_us=10, late_tolerance_us=0)
+    s.push(ev([(0, 0, 1, 5), (1, 1, 0, 6)]))
+    s.reset()
+    assert s.origin_us is None and s.watermark_us is None
+    frames = s.push(ev([(1, 0, 1, 1_003)])) + s.flush()
+    assert [(f.t_start_us, f.n_events) for f in frames] == [(1_000, 1)]
+    assert frames[0].counts.sum() == 1 and frames[0].counts[1, 0, 1] == 1

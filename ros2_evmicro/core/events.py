@@ -102,7 +102,13 @@ def concat_events(chunks) -> np.ndarray:
         return empty_events(0)
     if len(chunks) == 1:
         return chunks[0]
-    return np.concatenate(chunks)
+    # np.concatenate would return a packed dtype (numpy drops the alignment padding): fill a new array instead
+    out = np.empty(sum(len(c) for c in chunks), dtype=EVENT_DTYPE)
+    i = 0
+    for c in chunks:
+        out[i : i + len(c)] = c
+        i += len(c)
+    return out
 
 
 def validate_events(

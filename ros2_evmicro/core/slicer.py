@@ -28,7 +28,7 @@ This module imports numpy and numba only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -63,15 +63,19 @@ class SlicerError(EventError):
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_kernel(x, y, p, out, maxv):  # pragma: no cover - compiled
-    """Add every event's polarity count into ``out`` (2, H, W); skip and count invalid events."""
+def _count_kernel(ev, out, maxv):  # pragma: no cover - compiled
+    """Add every event's polarity count into ``out`` (2, H, W); skip and count invalid events.
+
+    Reads the records of the structured array directly: faster than three strided field views.
+    """
     h = out.shape[1]
     w = out.shape[2]
     bad = 0
-    for i in range(x.shape[0]):
-        xi = x[i]
-        yi = y[i]
-        pi = p[i]
+    for i in range(ev.shape[0]):
+        e = ev[i]
+        xi = e.x
+        yi = e.y
+        pi = e.p
         if xi >= w or yi >= h or pi < 0 or pi > 1:
             bad += 1
             continue
@@ -82,17 +86,18 @@ def _count_kernel(x, y, p, out, maxv):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_invalid(x, y, p, w, h):  # pragma: no cover - compiled
+def _first_invalid(ev, w, h):  # pragma: no cover - compiled
     """Index of the first event outside the sensor or with a polarity other than 0/1, or -1."""
-    for i in range(x.shape[0]):
-        if x[i] >= w or y[i] >= h or p[i] < 0 or p[i] > 1:
+    for i in range(ev.shape[0]):
+        e = ev[i]
+        if e.x >= w or e.y >= h or e.p < 0 or e.p > 1:
             return i
     return -1
 
 
 @numba.njit(cache=True, nogil=True)
 def _scatter_kernel(
-    x, y, p, t, start, origin, window, tol, k_closed, wm, bufs, slot_k, n_ev, n_late, maxv
+    ev, start, origin, window, tol, k_closed, wm, bufs, slot_k, n_ev, n_late, maxv
 ):  # pragma: no cover - compiled
     """Count events ``start..`` into the open windows held in ``bufs`` (slots named by ``slot_k``).
 
@@ -105,7 +110,7 @@ def _scatter_kernel(
 
     Returns ``(next_index, needed_k, wm, n_dropped, n_invalid)``; ``next_index == len(x)`` when done.
     """
-    n = x.shape[0]
+    n = ev.shape[0]
     h = bufs.shape[2]
     w = bufs.shape[3]
     nslots = slot_k.shape[0]
@@ -117,10 +122,11 @@ def _scatter_kernel(
     we = np.int64(0)
     i = start
     while i < n:
-        ti = t[i]
-        xi = x[i]
-        yi = y[i]
-        pi = p[i]
+        e = ev[i]
+        ti = e.t
+        xi = e.x
+        yi = e.y
+        pi = e.p
         if xi >= w or yi >= h or pi < 0 or pi > 1:
             invalid += 1
             i += 1
@@ -143,14 +149,37 @@ def _scatter_kernel(
         if cur_slot < 0:
             return i, cur_k, wm, dropped, invalid
         if wm >= we:
+            # late but within the tolerance: merge this one event
             n_late[cur_slot] += 1
-        n_ev[cur_slot] += 1
-        v = bufs[cur_slot, pi, yi, xi]
-        if v < maxv:
-            bufs[cur_slot, pi, yi, xi] = v + 1
-        if ti > wm:
-            wm = ti
-        i += 1
+            n_ev[cur_slot] += 1
+            v = bufs[cur_slot, pi, yi, xi]
+            if v < maxv:
+                bufs[cur_slot, pi, yi, xi] = v + 1
+            i += 1
+            continue
+        # fast path: the run of events inside [ws, we), none late since wm < we throughout;
+        # counters are kept in registers (no store-to-load chain through n_ev)
+        cnt = 0
+        b = bufs[cur_slot]
+        while i < n:
+            e = ev[i]
+            ti = e.t
+            if ti < ws or ti >= we:
+                break
+            xi = e.x
+            yi = e.y
+            pi = e.p
+            if xi >= w or yi >= h or pi < 0 or pi > 1:
+                invalid += 1
+                i += 1
+                continue
+            cnt += 1
+            v = b[pi, yi, xi]
+            if v < maxv:
+                b[pi, yi, xi] = v + 1
+            wm = max(wm, ti)
+            i += 1
+        n_ev[cur_slot] += cnt
     return n, cur_k, wm, dropped, invalid
 
 
@@ -165,12 +194,27 @@ def _fields(events) -> tuple[np.ndarray, int | None, int | None]:
     return events, None, None
 
 
+_FIELDS = {name: EVENT_DTYPE.fields[name][0] for name in EVENT_DTYPE.names}
+
+
 def _check_events(events) -> np.ndarray:
+    """The events as a 1-D EVENT_DTYPE array.
+
+    A structured array with the same fields and types but another layout (``np.concatenate`` of
+    EVENT_DTYPE arrays gives a packed 13-byte copy) is converted (one copy).
+    """
+    if (
+        isinstance(events, np.ndarray)
+        and events.ndim == 1
+        and events.dtype != EVENT_DTYPE
+        and events.dtype.names is not None
+        and set(events.dtype.names) == set(_FIELDS)
+        and all(events.dtype.fields[k][0] == v for k, v in _FIELDS.items())
+    ):
+        events = events.astype(EVENT_DTYPE)
     if not isinstance(events, np.ndarray) or events.dtype != EVENT_DTYPE or events.ndim != 1:
         what = events.dtype if isinstance(events, np.ndarray) else type(events).__name__
-        raise SlicerError(
-            f"events must be a 1-D numpy array of EVENT_DTYPE (ros2_evmicro.core.events), got {what}"
-        )
+        raise SlicerError(f"events must be a 1-D numpy array of EVENT_DTYPE (ros2_evmicro.core.events), got {what}")
     return events
 
 
@@ -228,9 +272,9 @@ def count_frame(
     maxv = _max_value(out.dtype)
     if len(events) == 0:
         return out
-    bad = _count_kernel(events["x"], events["y"], events["p"], out, maxv)
+    bad = _count_kernel(events, out, maxv)
     if bad:
-        i = int(_first_invalid(events["x"], events["y"], events["p"], size.width, size.height))
+        i = int(_first_invalid(events, size.width, size.height))
         raise EventError(
             f"{bad} event(s) outside the {size} sensor or with polarity not in {{0, 1}}; first is "
             f"event {i} (x={int(events['x'][i])}, y={int(events['y'][i])}, p={int(events['p'][i])})"
@@ -281,7 +325,6 @@ class SlicerStats:
     packets: int = 0
     last_events_per_window: int = 0
     events_per_window_max: int = 0
-    _recent: list = field(default_factory=list, repr=False)
 
     @property
     def events_per_window_mean(self) -> float:
@@ -377,7 +420,7 @@ class Slicer:
         self._slot_k = np.full(nslots, -1, dtype=np.int64)
         self._n_ev = np.zeros(nslots, dtype=np.int64)
         self._n_late = np.zeros(nslots, dtype=np.int64)
-        self._dirty = np.zeros(nslots, dtype=bool)
+        self._dirty = np.ones(nslots, dtype=bool)  # zeroed when a slot is opened
 
     def reset(self) -> None:
         """Forget the stream (open windows, alignment, watermark); keep the statistics."""
@@ -427,9 +470,7 @@ class Slicer:
         hit = np.flatnonzero(self._slot_k == k)
         if hit.size:
             s = int(hit[0])
-            frame = Frame(
-                t_s, t_s + self.window_us, self._bufs[s].copy(), int(self._n_ev[s]), int(self._n_late[s])
-            )
+            frame = Frame(t_s, t_s + self.window_us, self._bufs[s].copy(), int(self._n_ev[s]), int(self._n_late[s]))
             self._slot_k[s] = -1
             self._dirty[s] = True
         else:
@@ -474,9 +515,7 @@ class Slicer:
         t_end_hint = None
         if isinstance(events, EventPacket):
             if (events.width, events.height) != (self.size.width, self.size.height):
-                raise SlicerError(
-                    f"packet is {events.width}x{events.height} but the slicer was built for {self.size}"
-                )
+                raise SlicerError(f"packet is {events.width}x{events.height} but the slicer was built for {self.size}")
             t_end_hint = int(events.t_end) - 1 if events.t_end is not None else None
             t_start_hint = events.t_start
             events = events.events
@@ -497,18 +536,18 @@ class Slicer:
             self._wm = np.int64(self._origin - 1)
         frames: list[Frame] = []
         if n:
-            x, y, p, t = events["x"], events["y"], events["p"], events["t"]
             if self.on_invalid == "raise":
-                bad = int(_first_invalid(x, y, p, self.size.width, self.size.height))
+                bad = int(_first_invalid(events, self.size.width, self.size.height))
                 if bad >= 0:
+                    e = events[bad]
                     raise EventError(
-                        f"event {bad} (x={int(x[bad])}, y={int(y[bad])}, p={int(p[bad])}) is outside the "
+                        f"event {bad} (x={int(e['x'])}, y={int(e['y'])}, p={int(e['p'])}) is outside the "
                         f"{self.size} sensor or has a polarity not in {{0, 1}}; packet dropped"
                     )
             i = 0
             while i < n:
                 i, need_k, wm, dropped, invalid = _scatter_kernel(
-                    x, y, p, t, i, self._origin, self.window_us, self.late_tolerance_us,
+                    events, i, self._origin, self.window_us, self.late_tolerance_us,
                     self._k_closed, self._wm, self._bufs, self._slot_k, self._n_ev, self._n_late,
                     self._maxv,
                 )  # fmt: skip

@@ -6,7 +6,14 @@ import numpy as np
 
 from ros2_evmicro.core.events import EVENT_DTYPE
 
-__all__ = ["TRIGGER_DTYPE", "CodecError", "as_u8", "empty_triggers", "events_from_buffer", "triggers_from_buffer"]
+__all__ = [
+    "TRIGGER_DTYPE",
+    "CodecError",
+    "as_u8",
+    "empty_triggers",
+    "events_from_buffer",
+    "triggers_from_buffer",
+]
 
 TRIGGER_DTYPE = np.dtype([("t", "<i8"), ("id", "u1"), ("value", "u1")])
 """External trigger edges: ``t`` sensor time in microseconds (unwrapped), ``id`` the trigger channel,

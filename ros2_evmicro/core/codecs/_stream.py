@@ -29,6 +29,7 @@ S_OOB = 6  # events dropped: outside the geometry
 S_NOTIME = 7  # events dropped: before the first TIME_HIGH
 S_UNKNOWN = 8  # words of a reserved type, skipped
 N_STATE = 16
+TRIGGER_ROWS = 4096  # trigger rows kept free before each kernel call (the kernels work in blocks)
 
 
 class StreamingDecoder:
@@ -36,7 +37,8 @@ class StreamingDecoder:
 
     Subclasses set ``WORD_BYTES``, ``MAX_EVENTS_PER_WORD``, ``MAX_COORD`` and ``_kernel`` (a numba function
     ``kernel(words, i0, state, out, n0, trig, nt0, width, height) -> (i, n, nt)`` that stops early, with
-    the state left at the word it stopped on, when ``out`` or ``trig`` is full).
+    the state left at the word it stopped on, when ``trig`` is full or ``out`` lacks room for the next
+    words; the kernels may write scratch rows past the last event, up to ``MAX_EVENTS_PER_WORD`` rows).
     """
 
     WORD_BYTES = 2
@@ -62,7 +64,7 @@ class StreamingDecoder:
         """Forget the stream: time, coordinates, pending bytes, triggers and counters."""
         self._state = np.zeros(N_STATE, dtype=np.int64)
         self._pending = b""
-        self._tbuf = np.empty((256, 3), dtype=np.int64)
+        self._tbuf = np.empty((TRIGGER_ROWS, 3), dtype=np.int64)
         self._triggers: list[np.ndarray] = []
         self.n_events = 0
         self.n_triggers = 0
@@ -139,21 +141,22 @@ class StreamingDecoder:
     def _run(self, words: np.ndarray) -> np.ndarray:
         nw = words.shape[0]
         per = self.MAX_EVENTS_PER_WORD
-        buf = new_event_buffer(nw + nw // 2 + 64 if per > 1 else nw)
+        # one event a word fits real recordings (0.5-1 event a word); denser vector streams grow once
+        buf = new_event_buffer(nw + 64)
         tbuf = self._tbuf
         i = n = nt = 0
         while True:
             i, n, nt = self._kernel(words, i, self._state, buf, n, tbuf, nt, self.width, self.height)
             if i >= nw:
                 break
-            if n + per > buf.shape[0]:
-                grown = new_event_buffer(2 * buf.shape[0] + per)
-                grown[:n] = buf[:n]
-                buf = grown
-            if nt >= tbuf.shape[0]:
+            if tbuf.shape[0] - nt < TRIGGER_ROWS:
                 grown = np.empty((2 * tbuf.shape[0], 3), dtype=np.int64)
                 grown[:nt] = tbuf[:nt]
                 tbuf = self._tbuf = grown
+            else:  # the event buffer lacks room for the next block of words
+                grown = new_event_buffer(2 * buf.shape[0] + 4 * per)
+                grown[:n] = buf[:n]
+                buf = grown
         trig = triggers_from_buffer(tbuf, nt)
         self.last_triggers = trig
         if nt:
