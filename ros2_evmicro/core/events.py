@@ -84,7 +84,7 @@ def make_events(x, y, p, t) -> np.ndarray:
     """Build an event array from four equally long 1-D sequences (copied and cast)."""
     x = np.asarray(x)
     n = x.shape[0] if x.ndim else 1
-    ev = np.empty(n, dtype=EVENT_DTYPE)
+    ev = np.zeros(n, dtype=EVENT_DTYPE)  # zeroed padding: same values give the same bytes
     try:
         ev["x"] = x
         ev["y"] = y

@@ -1,0 +1,73 @@
+"""Benchmark of the synthetic rig: simulated seconds per wall-clock second, per camera, full resolution.
+
+Run from the repository root: ``python -m bench.bench_sim`` (``EVMICRO_BENCH_NO_WRITE=1`` for a trial
+run that does not append to docs/benchmarks.md).
+
+Figures (anchor: real time, 1 simulated second per wall second, so a ratio above 1 is faster than
+real time and the live demo can run on the simulator):
+
+* DAVIS346 346x260: events (rendered at 250 Hz, interpolated), APS frames at 25 fps (3 sub-frames per
+  exposure), IMU at 1 kHz.
+* EVK4 1280x720: events (rendered at 300 Hz).
+* Webcam 1920x1080 bgr8 at 30 fps (3 sub-frames per exposure).
+* Data-set generation: ``render_clip`` of 1 s DAVIS346 clips at 100 Hz, as the learnability test uses.
+
+Each stream covers 2 s of a subject performing AU12, AU45 and AU51 over the involuntary background, at
+600 lux; the first 0.2 s of a separate run warm up numba and the caches.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.harness import Row, report
+from ros2_evmicro.core.sim import SimRig, render_clip
+
+SIM_S = 2.0
+TIMELINE = [(0.3, 12, 1.0, 0.4), (0.9, 45, 1.0, 0.13), (1.3, 51, 0.8, 0.45)]
+
+
+def stream_speed(camera: str) -> tuple[float, int]:
+    """Simulated seconds per wall second of one camera's stream, and the number of events or frames."""
+    SimRig(0, cameras=(camera,), timeline=TIMELINE)
+    warm = SimRig(0, cameras=(camera,), timeline=TIMELINE)
+    for _ in warm.stream(duration_s=0.2):
+        pass
+    rig = SimRig(0, cameras=(camera,), timeline=TIMELINE)
+    n = 0
+    t0 = time.perf_counter()
+    for item in rig.stream(packet_period_ms=10.0, duration_s=SIM_S):
+        if item[0] in ("davis", "evk4"):
+            n += len(item[1])
+        elif item[0] in ("webcam", "davis_aps"):
+            n += 1 if camera == "webcam" else 0
+    return SIM_S / (time.perf_counter() - t0), n
+
+
+def clip_speed(n_clips: int = 6) -> float:
+    """Simulated seconds per wall second of ``render_clip`` (1 s DAVIS346 clips rendered at 100 Hz)."""
+    render_clip(0, 12, duration_s=1.0, render_hz=100.0)
+    t0 = time.perf_counter()
+    for i in range(n_clips):
+        render_clip(1 + i, (2, 12, 26, 45, 51, 61)[i % 6], duration_s=1.0, render_hz=100.0)
+    return n_clips * 1.0 / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    rows = []
+    for cam, label, note in (
+        ("davis", "DAVIS346 346x260 events + APS 25 fps + IMU 1 kHz", "events rendered at 250 Hz"),
+        ("evk4", "EVK4 1280x720 events", "events rendered at 300 Hz"),
+        ("webcam", "webcam 1920x1080 bgr8 30 fps", "3 sub-frames per exposure"),
+    ):
+        rate, n = stream_speed(cam)
+        unit = "frames" if cam == "webcam" else "events"
+        rows.append(Row(f"{label}: simulation speed", rate, "sim s / wall s", "real time", 1.0,
+                        note=f"{note}; {n / SIM_S:,.0f} {unit}/s simulated"))
+    rows.append(Row("render_clip 1 s DAVIS346 clips (data sets)", clip_speed(), "sim s / wall s", "real time",
+                    1.0, note="rendered at 100 Hz, no APS"))
+    report("Synthetic rig (bench_sim)", rows)
+
+
+if __name__ == "__main__":
+    main()
