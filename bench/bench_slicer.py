@@ -17,10 +17,29 @@ Figures:
 * ``Slicer.push`` latency from window end to frame out at 20 Mev/s in 10 ms packets (1280x720,
   clustered): the wall time of the ``push`` call that closes a window (the packet that proves the
   window is over has arrived; the late tolerance adds its sensor-time wait on top, see the note).
+
+``python -m bench.bench_slicer --node-latency [--seconds 8]`` measures the same through the NODE instead:
+a publisher process sends 10 ms PointCloud2 packets of the clustered 1280x720 stream at 20 Mev/s, paced on
+the wall clock like a live driver (packet k is published when its 10 ms of event time are over; event time =
+ROS time = wall time); this process runs the slicer node (fixed 64x64 face crop) and a subscriber of
+``frames`` on one executor. Figures, per window (warm-up skipped):
+
+* closing packet published -> frame received (p50/p99): the packet that proves the window is over (its
+  events reach window end + late tolerance) leaves the publisher, crosses DDS, is converted and sliced,
+  the frame is cropped, published and received: the node's share plus two DDS hops. Goal: p99 < 5 ms.
+* window end -> frame received (p50/p99): the same plus the wait for that packet (the late tolerance and
+  the 10 ms packetisation: between 2 and 12 ms by construction).
+* the node's own ``latency_packet_to_publish_ms`` (callback entry -> publish) from its diagnostics.
+Anchor: ``Slicer.push`` of the closing packet (the core alone, no ROS), measured in the same run.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -238,5 +257,157 @@ def main() -> None:
     report("Slicer (Eq. 1 count frames)", rows, command="python -m bench.bench_slicer")
 
 
+# -- through the node ----------------------------------------------------------------------------------------
+
+NODE_W, NODE_H = 1280, 720
+NODE_WINDOW_US = 33_000
+NODE_TOL_US = 2_000
+
+
+def _node_publisher(out_path: str, seconds: float) -> None:
+    """Child process: publish the paced 20 Mev/s stream on /bench/davis/events; write publish times (JSON)."""
+    import rclpy
+    from rclpy.node import Node
+    from sensor_msgs.msg import PointCloud2
+
+    from ros2_evmicro.ros.convert import events_to_msg, ns_to_stamp
+    from ros2_evmicro.ros.node import EVENTS_QOS, use_fastdds_profile
+
+    use_fastdds_profile()
+    n_per = int(RATE_EV_PER_S * PACKET_US / 1e6)
+    pool = make_stream(8 * n_per, NODE_W, NODE_H, "clustered", seed=7)
+    rng = np.random.default_rng(5)
+    msgs, firsts = [], []
+    for i in range(8):  # 8 distinct packets with packet-relative times, re-stamped when sent
+        pk = pool[i * n_per : (i + 1) * n_per].copy()
+        pk["t"] = np.sort(rng.integers(0, PACKET_US, n_per))
+        firsts.append(int(pk["t"][0]))
+        msgs.append(events_to_msg(pk, stamp_ns=0, t_ref_us=firsts[-1], frame_id="bench_optical"))
+    rclpy.init(args=[])
+    node = Node("bench_event_publisher")
+    pub = node.create_publisher(PointCloud2, "/bench/davis/events", EVENTS_QOS)
+    t_wait = time.monotonic() + 20
+    while pub.get_subscription_count() < 1 and time.monotonic() < t_wait:
+        time.sleep(0.01)
+    time.sleep(0.3)  # let the reliable writer match the reader's endpoints
+    sent = []
+    n_packets = int(seconds * 1e6 / PACKET_US)
+    t_base_ns = (time.time_ns() // 1_000_000 + 200) * 1_000_000  # event time of packet 0
+    t_base_us = t_base_ns // 1000
+    for k in range(n_packets):
+        due_ns = t_base_ns + (k + 1) * PACKET_US * 1000  # the packet's period is over
+        while (d := due_ns - time.time_ns()) > 0:
+            time.sleep(min(d / 1e9, 0.002) if d > 3e6 else 0)
+        msg = msgs[k % len(msgs)]
+        msg.header.stamp = ns_to_stamp((t_base_us + k * PACKET_US + firsts[k % len(msgs)]) * 1000)
+        t_pub = time.time_ns()
+        pub.publish(msg)
+        sent.append((k, t_pub))
+    time.sleep(0.5)
+    with open(out_path, "w") as fh:
+        json.dump({"t_base_ns": t_base_ns, "sent": sent}, fh)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def node_latency(seconds: float = 8.0) -> dict:
+    """Run the publisher process against an in-process slicer node; latencies (ms) per window."""
+    import tempfile
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from ros2_evmicro.nodes.slicer import SlicerNode
+    from ros2_evmicro.ros.convert import stamp_to_ns
+    from ros2_evmicro.ros.node import FRAMES_QOS, use_fastdds_profile
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 50))
+    use_fastdds_profile()
+    rclpy.init(args=[])
+    params = {"width": NODE_W, "height": NODE_H, "window_ms": NODE_WINDOW_US / 1000, "late_tolerance_ms":
+              NODE_TOL_US / 1000, "roi_mode": "fixed", "roi_box": [440.0, 160.0, 840.0, 560.0]}
+    slicer = SlicerNode(namespace="bench/davis", parameter_overrides=[Parameter(k, value=v)
+                                                                      for k, v in params.items()])
+    sub = Node("bench_frames")
+    got: list[tuple[int, int]] = []
+    sub.create_subscription(Image, "/bench/davis/frames",
+                            lambda m: got.append((stamp_to_ns(m.header.stamp), time.time_ns())), FRAMES_QOS)
+    ex = SingleThreadedExecutor()
+    ex.add_node(slicer)
+    ex.add_node(sub)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "sent.json")
+        child = subprocess.Popen([sys.executable, "-m", "bench.bench_slicer", "--node-publisher", out,
+                                  str(seconds)], cwd=os.path.dirname(os.path.dirname(
+                                      os.path.abspath(__file__))), env=os.environ.copy())
+        t_end = time.monotonic() + seconds + 40
+        while child.poll() is None and time.monotonic() < t_end:
+            ex.spin_once(timeout_sec=0.01)
+        for _ in range(50):
+            ex.spin_once(timeout_sec=0.01)
+        if child.returncode != 0:
+            raise RuntimeError(f"publisher process failed (exit {child.returncode})")
+        with open(out) as fh:
+            data = json.load(fh)
+        sent = dict(data["sent"])
+        t_base_ns = int(data["t_base_ns"])
+    proc = list(slicer.proc_ms)
+    stats = slicer.slicer.stats.as_dict()
+    ex.shutdown()
+    slicer.destroy_node()
+    sub.destroy_node()
+    rclpy.try_shutdown()
+    t_base_us = t_base_ns // 1000
+    close_ms, end_ms = [], []
+    for stamp_ns, t_rx in got:
+        t_end_us = stamp_ns // 1000 + NODE_WINDOW_US
+        k_close = (t_end_us + NODE_TOL_US - t_base_us) // PACKET_US  # the packet holding window end + tol
+        if k_close < 100 or k_close not in sent:  # warm-up: the first second
+            continue
+        close_ms.append((t_rx - sent[k_close]) / 1e6)
+        end_ms.append((t_rx - t_end_us * 1000) / 1e6)
+    return {"close": close_ms, "end": end_ms, "proc": proc[30:], "stats": stats, "sent": len(sent)}
+
+
+def node_main(seconds: float) -> None:
+    res = node_latency(seconds)
+    core = latency(NODE_W, NODE_H, seconds=min(seconds, 6.0))
+    c50, c99 = percentiles(res["close"])
+    e50, e99 = percentiles(res["end"])
+    p50, p99 = percentiles(res["proc"])
+    k50, k99 = percentiles(core["close"])
+    st = res["stats"]
+    n = len(res["close"])
+    note = (f"{n} windows, {res['sent']} packets of 200k events (20 Mev/s, 1280x720 clustered), 64x64 fixed "
+            f"crop; dropped late {st['dropped_late']}; goal p99 < 5 ms")
+    rows = [
+        Row("node: closing packet published -> frame received p50", c50, "ms", "Slicer.push of the closing packet "
+            "p50 (core, same run)", k50, lower_is_better=True, note=note),
+        Row("node: closing packet published -> frame received p99", c99, "ms", "Slicer.push of the closing packet "
+            "p99 (core, same run)", k99, lower_is_better=True, note="two DDS hops (shared memory) + conversion + "
+            "slicing + crop"),
+        Row("node: window end -> frame received p50", e50, "ms", note=f"p99 {e99:.2f} ms; includes the 2 ms late "
+            "tolerance and the wait for the 10 ms packet holding window end + tolerance (2-12 ms by construction)"),
+        Row("node: packet callback -> frame published p50 (node diagnostics)", p50, "ms",
+            note=f"p99 {p99:.2f} ms; latency_packet_to_publish_ms"),
+    ]
+    report("Slicer node latency (PointCloud2 in, 32FC2 frames out)", rows,
+           command=f"python -m bench.bench_slicer --node-latency --seconds {seconds:g}")
+
+
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--node-latency", action="store_true", help="window-end -> frame latency through the node")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of the --node-latency run")
+    ap.add_argument("--node-publisher", nargs=2, metavar=("OUT", "SECONDS"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.node_publisher:
+        _node_publisher(a.node_publisher[0], float(a.node_publisher[1]))
+    elif a.node_latency:
+        node_main(a.seconds)
+    else:
+        main()

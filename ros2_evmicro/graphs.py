@@ -152,15 +152,26 @@ def _camera_drivers(args: dict[str, str], cameras: list[str]) -> list[NodeDecl]:
     return out
 
 
-def _perception(cam: str, face_from: str) -> list[NodeDecl]:
+def _calibration(args: dict[str, str]) -> str:
+    """The rig calibration file: the graph argument, or the simulated rig's own geometry ('sim')."""
+    if args.get("calibration"):
+        return args["calibration"]
+    return "sim" if args.get("source") == "sim" or args.get("camera") == "sim" else ""
+
+
+def _perception(cam: str, face_from: str, calibration: str = "") -> list[NodeDecl]:
     """Face ROI and slicer of one event camera."""
     out = []
     if face_from == cam:  # APS frames of the same camera (DAVIS346)
         out.append(NodeDecl("face_detector", "face_detector", namespace=cam, param_files=("face_detector.yaml",)))
         slicer_remaps: tuple[tuple[str, str], ...] = ()
     elif face_from in ("webcam", "davis"):
+        if not calibration:
+            raise GraphError(f"finding the face on {face_from} for {cam} needs calibration:=FILE with the "
+                             f"{face_from}->{cam} homography (make it with `evmicro calib homography`)")
         out.append(NodeDecl("face_detector", "face_detector", namespace=face_from,
-                            parameters={"map_to": cam}, param_files=("face_detector.yaml",)))
+                            parameters={"map_to": cam, "calibration_file": calibration},
+                            param_files=("face_detector.yaml",)))
         slicer_remaps = (("face_roi", f"/{face_from}/face_roi_{cam}"),)
     else:  # no detector: the slicer uses its fixed/central box
         slicer_remaps = ()
@@ -191,7 +202,7 @@ def _demo(args: dict[str, str]) -> list[NodeDecl]:
     face_from = "davis" if cam == "davis" else ("webcam" if _flag(args["webcam"]) else "none")
     cams = [cam] + (["webcam"] if face_from == "webcam" else [])
     nodes = _camera_drivers(a, cams)
-    nodes += _perception(cam, face_from)
+    nodes += _perception(cam, face_from, _calibration(a))
     nodes += _inference(cam, args)
     nodes.append(NodeDecl("driver_monitor", "driver_monitor", param_files=("driver_monitor.yaml",)))
     nodes.append(NodeDecl("dashboard", "dashboard",
@@ -209,8 +220,10 @@ def _record(args: dict[str, str]) -> list[NodeDecl]:
     nodes = _camera_drivers(args, cams)
     face_cam = "davis" if "davis" in cams else ("webcam" if "webcam" in cams else "")
     if face_cam and _flag(args["face_roi"]):
-        nodes.append(NodeDecl("face_detector", "face_detector", namespace=face_cam,
-                              parameters={"map_to": "evk4" if "evk4" in cams else ""},
+        cal = _calibration(args)
+        # the EVK4 box is mapped live when the rig is calibrated; otherwise the dataset builder maps it offline
+        params = {"map_to": "evk4", "calibration_file": cal} if ("evk4" in cams and cal) else {}
+        nodes.append(NodeDecl("face_detector", "face_detector", namespace=face_cam, parameters=params,
                               param_files=("face_detector.yaml",)))
     nodes.append(NodeDecl("protocol_player", "protocol_player",
                           parameters={"protocol": args["protocol"], "run": args["run"],
@@ -259,6 +272,7 @@ GRAPHS: dict[str, Graph] = {
             GraphArg("evk4_file", "", "RAW file when source:=file and camera:=evk4"),
             GraphArg("webcam", "false", "with camera:=evk4, find the face on a webcam and map it to the EVK4",
                      ("true", "false")),
+            GraphArg("calibration", "", "rig calibration YAML (webcam->evk4 homography; `evmicro calib`)"),
             GraphArg("scenario", "demo", "sim scenario (scripted AUs and a drowsy segment)"),
             GraphArg("rate", "1.0", "playback rate of sim and file sources (1 = real time)"),
             GraphArg("device", "auto", "inference device: auto, cpu, cuda, cuda:N"),
@@ -283,6 +297,7 @@ GRAPHS: dict[str, Graph] = {
             GraphArg("run", "main", "protocol run: demo (short) or main (about 7 minutes)", ("demo", "main")),
             GraphArg("headless", "false", "protocol player without a window", ("true", "false")),
             GraphArg("face_roi", "true", "run the face detector and record face ROIs", ("true", "false")),
+            GraphArg("calibration", "", "rig calibration YAML; with it the face box is also mapped to the EVK4"),
             GraphArg("split", "session", "one bag per session or per AU segment", ("session", "segment")),
             GraphArg("lux", "600", "illuminance at the subject's face (written to session.yaml)"),
             GraphArg("out_dir", "sessions", "where session folders are written"),

@@ -20,7 +20,7 @@ ALL_ARGS = [
     ("demo", {}),
     ("demo", {"camera": "davis", "source": "file", "davis_file": "x.aedat4"}),
     ("demo", {"camera": "evk4", "source": "file", "evk4_file": "x.raw", "webcam": "false"}),
-    ("demo", {"camera": "evk4", "webcam": "true"}),
+    ("demo", {"camera": "evk4", "webcam": "true", "calibration": "sim"}),
     ("record", {}),
     ("record", {"source": "camera", "cameras": "davis,webcam"}),
     ("replay", {"bag": "some/session"}),
@@ -43,9 +43,12 @@ def test_demo_sim_graph():
 
 
 def test_demo_evk4_with_webcam_maps_face_roi():
-    decls = get_graph("demo").nodes({"camera": "evk4", "webcam": "true"})
+    with pytest.raises(GraphError, match="calibration:=FILE"):
+        get_graph("demo").nodes({"camera": "evk4", "webcam": "true"})
+    decls = get_graph("demo").nodes({"camera": "evk4", "webcam": "true", "calibration": "rig.yaml"})
     fd = next(d for d in decls if d.kind == "face_detector")
     assert fd.namespace == "webcam" and fd.parameters["map_to"] == "evk4"
+    assert fd.parameters["calibration_file"] == "rig.yaml"
     sl = next(d for d in decls if d.kind == "slicer")
     assert sl.namespace == "evk4" and sl.remappings == (("face_roi", "/webcam/face_roi_evk4"),)
     assert {d.kind for d in decls} >= {"evk4", "webcam"}
@@ -55,6 +58,9 @@ def test_record_graph_and_errors():
     decls = get_graph("record").nodes({"cameras": "davis,evk4", "source": "camera", "run": "demo"})
     kinds = [d.kind for d in decls]
     assert kinds == ["davis", "evk4", "face_detector", "protocol_player", "recorder"]
+    assert decls[2].parameters == {}  # uncalibrated real rig: no live mapping to the EVK4
+    sim = get_graph("record").nodes({"cameras": "davis,evk4"})
+    assert next(d for d in sim if d.kind == "face_detector").parameters["calibration_file"] == "sim"
     with pytest.raises(GraphError, match="comma list"):
         get_graph("record").nodes({"cameras": "davis,kinect"})
     with pytest.raises(GraphError, match="not one of"):

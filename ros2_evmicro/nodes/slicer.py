@@ -1,0 +1,326 @@
+"""Slicer node: a camera's events -> fixed windows of event time -> face-cropped ON/OFF count frames.
+
+Subscribes ``events`` (PointCloud2 of the contract), ``face_roi`` (PolygonStamped, pixels of this camera) and
+``camera_info`` (latched; gives the sensor size, which a PointCloud2 does not carry). Publishes ``frames``
+(``32FC2`` (crop, crop, 2): channel 0 OFF, 1 ON, Eq. 1 of the paper) once per closed window, with
+``header.stamp`` = window start, and optionally ``frames_preview`` (bgr8).
+
+Time: the events' ``t`` is ROS time in microseconds (``header.stamp`` + relative time, mapped from the sensor
+clock by the driver), and every decision here (window grid, late events, which face box applies to a
+window, box age) uses those message times, so a bag replayed with ``use_sim_time`` gives the same frames as
+the live run. Windows lie on the grid ``k * window_ms`` of that clock; a window closes when an event at or
+after ``window end + late_tolerance_ms`` arrives (so a gap in the stream is filled with empty frames when
+the next events come, up to ``max_empty_windows``). The one wall-clock figure is the latency
+``latency_window_to_publish_ms`` = (node clock at publish) - (window end), i.e. wall time now minus the
+window's end mapped to wall time (the node clock is the wall clock live; with ``use_sim_time`` it is the
+bag clock). It includes the late tolerance and the wait for the packet that closes the window;
+``latency_packet_to_publish_ms`` is the node's own share: from the closing packet's callback to publish.
+
+Face box for a window: with ``roi_mode`` 'topic', the newest box stamped at or before the window's end (or
+the oldest one kept, when all are newer); a box older than ``roi_timeout_s`` is still held but reported
+stale (WARN); before any box arrives the central box is used (WARN).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_right
+from collections import deque
+
+import cv2
+import numpy as np
+from geometry_msgs.msg import PolygonStamped
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from ros2_evmicro.core.face import FaceError, crop_resize, normalize_frames, square_box
+from ros2_evmicro.core.params import ParamError
+from ros2_evmicro.core.slicer import Frame, Slicer
+from ros2_evmicro.ros.convert import box_from_polygon, events_from_msg, frames_to_msg, image_to_msg, stamp_to_ns
+from ros2_evmicro.ros.node import EVENTS_QOS, FRAMES_QOS, LATCHED_QOS, EvmicroNode, run_node
+from ros2_evmicro.specs.slicer import SPEC
+
+__all__ = ["RoiHistory", "SlicerNode", "center_box", "crop_counts", "main", "preview_image", "warm_up"]
+
+Box = tuple[float, float, float, float]
+
+
+# ---------------------------------------------------------------------------------------------
+# pure helpers (no ROS types)
+# ---------------------------------------------------------------------------------------------
+
+
+def center_box(width: int, height: int, fraction: float) -> Box:
+    """Square box centred on a ``width`` x ``height`` sensor, side ``fraction`` of the shorter side (px)."""
+    side = fraction * min(width, height)
+    cx, cy = width / 2.0, height / 2.0
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.ndarray:
+    """:func:`~ros2_evmicro.core.face.crop_resize` of a ``(2, H, W)`` count frame, float32 ``(2, S, S)``.
+
+    Only the part of the frame under the crop square is converted to float (a 1280x720 frame is not), by
+    slicing it first and shifting the box by whole pixels, which leaves the crop unchanged.
+    """
+    x0, y0, x1, y1 = square_box(box, margin)
+    side = max(1, int(round(x1 - x0)))
+    ix0, iy0 = int(math.floor(x0 + 0.5)), int(math.floor(y0 + 0.5))
+    h, w = counts.shape[1:]
+    sx0, sy0 = min(max(ix0, 0), w), min(max(iy0, 0), h)
+    sx1, sy1 = max(min(ix0 + side, w), sx0), max(min(iy0 + side, h), sy0)
+    if sx1 <= sx0 or sy1 <= sy0:  # the crop lies outside the sensor
+        return np.zeros((2, out_size, out_size), np.float32)
+    sub = counts[:, sy0:sy1, sx0:sx1]
+    b = tuple(float(v) for v in box)
+    shifted = (b[0] - sx0, b[1] - sy0, b[2] - sx0, b[3] - sy0)
+    return crop_resize(sub, shifted, out_size, margin, channels_first=True)
+
+
+def preview_image(frame: np.ndarray, scale: int = 4) -> np.ndarray:
+    """bgr8 view of a ``(2, H, W)`` count frame: ON in red, OFF in blue, scaled by the frame's maximum,
+    upscaled ``scale`` times (nearest neighbour)."""
+    f = np.asarray(frame, dtype=np.float32)
+    h, w = f.shape[1:]
+    img = np.zeros((h, w, 3), np.uint8)
+    m = float(f.max()) if f.size else 0.0
+    if m > 0:
+        g = 255.0 / m
+        img[..., 2] = np.clip(f[1] * g, 0, 255).astype(np.uint8)
+        img[..., 0] = np.clip(f[0] * g, 0, 255).astype(np.uint8)
+    if scale > 1:
+        img = cv2.resize(img, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    return img
+
+
+_WARM = False
+
+
+def warm_up() -> None:
+    """Load the slicer's compiled kernels and OpenCV's resize once per process (the first call otherwise
+    stalls the first event packet by a few hundred ms)."""
+    global _WARM
+    if _WARM:
+        return
+    from ros2_evmicro.core.events import make_events
+
+    s = Slicer(8, 8, 1000, 0)
+    s.push(make_events([1, 2], [1, 2], [0, 1], [0, 1500]))
+    s.flush()
+    crop_counts(np.ones((2, 8, 8), np.uint16), (1.0, 1.0, 5.0, 5.0), 3, 0.2)
+    _WARM = True
+
+
+class RoiHistory:
+    """The last face boxes with their stamps (ns, message time), for choosing the box of a window."""
+
+    def __init__(self, maxlen: int = 64) -> None:
+        self._stamps: deque[int] = deque(maxlen=maxlen)
+        self._boxes: deque[Box] = deque(maxlen=maxlen)
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def add(self, stamp_ns: int, box: Box) -> None:
+        """Keep a box; one older than the newest kept (out of order) replaces nothing and is ignored."""
+        if self._stamps and stamp_ns < self._stamps[-1]:
+            return
+        self._stamps.append(int(stamp_ns))
+        self._boxes.append(box)
+
+    def at(self, t_ns: int) -> tuple[Box, int] | None:
+        """(box, stamp) of the newest box stamped at or before ``t_ns``; the oldest one when all are newer."""
+        if not self._stamps:
+            return None
+        i = bisect_right(self._stamps, int(t_ns)) - 1
+        i = max(i, 0)
+        return self._boxes[i], self._stamps[i]
+
+
+# ---------------------------------------------------------------------------------------------
+# node
+# ---------------------------------------------------------------------------------------------
+
+
+class SlicerNode(EvmicroNode):
+    SPEC = SPEC
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        p = self.p
+        self.window_us = max(1, int(round(p.window_ms * 1000)))
+        self.late_tolerance_us = int(round(p.late_tolerance_ms * 1000))
+        if (p.width == 0) != (p.height == 0):
+            raise ParamError(f"node {self.get_name()}: set both width and height (or neither: camera_info), "
+                             f"got {p.width}x{p.height}")
+        self._check_roi(p)
+        self.slicer: Slicer | None = None
+        self.size_source = ""
+        self.frame_id = ""
+        self.rois = RoiHistory()
+        self.roi_source = ""
+        self.lat_ms: deque[float] = deque(maxlen=2000)
+        self.proc_ms: deque[float] = deque(maxlen=2000)
+        self._n_frames_diag = 0
+        self.pub_frames = self.create_publisher(Image, "frames", FRAMES_QOS)
+        self.pub_preview = self.create_publisher(Image, "frames_preview", FRAMES_QOS)
+        if p.width and p.height:
+            self._make_slicer(p.width, p.height, "parameters")
+        else:
+            self.diag.status("WARN", "sensor size unknown: waiting for camera_info (or set width/height)")
+        self.sub_events = self.create_subscription(PointCloud2, "events", self.guard(self.on_events, "events"),
+                                                   EVENTS_QOS)
+        self.sub_roi = self.create_subscription(PolygonStamped, "face_roi", self.guard(self.on_roi, "face_roi"),
+                                                FRAMES_QOS)
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info",
+                                                 self.guard(self.on_camera_info, "camera_info"), LATCHED_QOS)
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def _check_roi(self, p) -> None:
+        if p.roi_mode == "fixed":
+            try:
+                square_box(p.roi_box, 0.0)
+            except FaceError as err:
+                raise ParamError(f"roi_mode 'fixed' needs roi_box [x0, y0, x1, y1] with x1 > x0, y1 > y0: {err}"
+                                 ) from None
+
+    def on_parameters_changed(self, changed: dict) -> None:
+        if "roi_mode" in changed or "roi_box" in changed:
+            self._check_roi(self.p)
+
+    # -- sensor size ---------------------------------------------------------------------------------
+    def _make_slicer(self, width: int, height: int, source: str) -> None:
+        warm_up()
+        self.slicer = Slicer(width, height, self.window_us, self.late_tolerance_us, dtype=np.uint16,
+                             on_invalid=self.p.on_invalid, max_empty_windows=self.p.max_empty_windows)
+        self.size_source = source
+        self.roi_source = ""  # the next frame sets the ROI status again
+        self.diag.set("sensor", f"{width}x{height} ({source})")
+        self.diag.status("OK", f"slicing {width}x{height} into {self.p.window_ms:g} ms windows")
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        w, h = int(msg.width), int(msg.height)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"camera_info gives a sensor size of {w}x{h}")
+        if self.slicer is not None and (self.slicer.size.width, self.slicer.size.height) == (w, h):
+            return
+        if self.size_source == "parameters":
+            s = self.slicer.size
+            self.get_logger().warning(f"camera_info says {w}x{h} but the width/height parameters say "
+                                      f"{s.width}x{s.height}; keeping the parameters", once=True)
+            return
+        if self.slicer is not None:
+            self.get_logger().warning(f"sensor size changed to {w}x{h}: the open windows are dropped")
+        self._make_slicer(w, h, "camera_info")
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def on_roi(self, msg: PolygonStamped) -> None:
+        box = box_from_polygon(msg)
+        square_box(box, 0.0)  # FaceError for an empty or non-finite box
+        self.rois.add(stamp_to_ns(msg.header.stamp), tuple(float(v) for v in box))
+        self.diag.count("face_rois")
+
+    def on_events(self, msg: PointCloud2) -> None:
+        t_in = time.perf_counter()
+        events = events_from_msg(msg)
+        if self.slicer is None:
+            self.diag.count("packets_waiting_for_size")
+            self.diag.count("events_waiting_for_size", len(events))
+            self.get_logger().warning("events arrive but the sensor size is unknown (no camera_info yet, "
+                                      "width/height 0): packet dropped", throttle_duration_sec=5.0)
+            return
+        self.frame_id = msg.header.frame_id
+        st = self.slicer.stats
+        dropped0 = st.n_dropped_late
+        frames = self.slicer.push(events)  # on_invalid 'raise': EventError, the guard drops the packet
+        late = st.n_dropped_late > dropped0
+        if late:
+            self.diag.count("late_packets")
+        self.diag.count("packets")
+        self.diag.count("events", len(events))
+        for f in frames:
+            self._publish(f, t_in)
+        if frames or late:
+            self._update_diag()
+
+    # -- output --------------------------------------------------------------------------------------
+    def roi_for(self, frame: Frame) -> tuple[Box, float, str]:
+        """(box, margin, source) of the crop of ``frame``; source is 'full', 'fixed', 'center', 'topic',
+        'held' (older than roi_timeout_s) or 'center_fallback' (no face box yet)."""
+        p = self.p
+        w, h = self.slicer.size.width, self.slicer.size.height
+        mode = p.roi_mode
+        if mode == "full":
+            return (0.0, 0.0, float(w), float(h)), 0.0, "full"
+        if mode == "fixed":
+            return tuple(p.roi_box), p.crop_margin, "fixed"
+        if mode == "topic":
+            t_end_ns = frame.t_end_us * 1000
+            hit = self.rois.at(t_end_ns)
+            if hit is not None:
+                box, stamp = hit
+                age_s = max(t_end_ns - stamp, 0) / 1e9
+                self.diag.set("roi_age_s", round(age_s, 3))
+                stale = p.roi_timeout_s > 0 and age_s > p.roi_timeout_s
+                return box, p.crop_margin, "held" if stale else "topic"
+            return center_box(w, h, p.center_box_fraction), p.crop_margin, "center_fallback"
+        return center_box(w, h, p.center_box_fraction), p.crop_margin, "center"
+
+    def _publish(self, frame: Frame, t_in: float) -> None:
+        p = self.p
+        box, margin, source = self.roi_for(frame)
+        crop = crop_counts(frame.counts, box, p.crop_size_px, margin)
+        if p.normalization != "none":
+            crop = normalize_frames(crop, p.normalization, clip_value=p.clip_value)
+        frame_id = p.frame_id or self.frame_id
+        stamp_ns = frame.t_start_us * 1000
+        self.pub_frames.publish(frames_to_msg(crop, stamp_ns, frame_id))
+        self.proc_ms.append((time.perf_counter() - t_in) * 1e3)
+        self.lat_ms.append((self.now_ns() - frame.t_end_us * 1000) / 1e6)
+        if p.preview:
+            self.pub_preview.publish(image_to_msg(preview_image(crop, p.preview_scale), "bgr8", stamp_ns, frame_id))
+        self.diag.count("windows")
+        if frame.n_events == 0:
+            self.diag.count("empty_windows")
+        self._set_roi_source(source)
+
+    def _set_roi_source(self, source: str) -> None:
+        if source == self.roi_source:
+            return
+        self.roi_source = source
+        self.diag.set("roi_source", source)
+        if source == "center_fallback":
+            self.diag.status("WARN", "no face box received yet on face_roi: cropping the central box")
+        elif source == "held":
+            self.diag.status("WARN", f"face box older than roi_timeout_s={self.p.roi_timeout_s:g} s: holding it")
+        else:
+            self.diag.status("OK", f"cropping the {source} box")
+
+    def _update_diag(self) -> None:
+        st = self.slicer.stats
+        d = self.diag
+        d.set("events_per_window_mean", round(st.events_per_window_mean, 1))
+        d.set("events_per_window_last", st.last_events_per_window)
+        d.set("dropped_late_events", st.n_dropped_late)
+        d.set("late_merged_events", st.n_late_merged)
+        d.set("invalid_events", st.n_invalid)
+        d.set("windows_skipped", st.windows_skipped)
+        self._n_frames_diag += 1
+        if self._n_frames_diag % 5 == 1 and self.lat_ms:  # percentiles of the last 2000 windows, every 5th time
+            lat = np.percentile(np.fromiter(self.lat_ms, float), (50, 99))
+            proc = np.percentile(np.fromiter(self.proc_ms, float), (50, 99))
+            d.set("latency_window_to_publish_ms_p50", float(lat[0]))
+            d.set("latency_window_to_publish_ms_p99", float(lat[1]))
+            d.set("latency_packet_to_publish_ms_p50", float(proc[0]))
+            d.set("latency_packet_to_publish_ms_p99", float(proc[1]))
+
+
+NODE = SlicerNode
+
+
+def main(args=None) -> int:
+    return run_node(SlicerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
