@@ -18,44 +18,24 @@ import time
 from typing import Any
 
 import numpy as np
+from rclpy.duration import Duration
 from sensor_msgs.msg import CameraInfo, Image, Imu, PointCloud2, TimeReference
 
 from ros2_evmicro.core.clock import ClockSync, Pacer
-from ros2_evmicro.core.params import Param
 from ros2_evmicro.core.stream import EventsItem, FrameItem, ImuItem, Packetizer, Source, SourceError, TriggerItem
 from ros2_evmicro.ros.convert import camera_info_msg, events_to_msg, image_to_msg, ns_to_stamp, time_reference_msg
 from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, SENSOR_QOS, EvmicroNode
+from ros2_evmicro.specs._driver import driver_params
 
 __all__ = ["DriverNode", "driver_params"]
-
-
-def driver_params(frame_id: str, sources: tuple[str, ...], default_source: str) -> tuple[Param, ...]:
-    """The parameters every driver shares."""
-    return (
-        Param("source", default_source, "where data comes from", choices=sources, dynamic=False),
-        Param("path", "", "file to play when source is a file (AEDAT4, RAW, bag, video)", dynamic=False),
-        Param("serial", "", "camera serial number (empty: first camera found)", dynamic=False),
-        Param("frame_id", frame_id, "optical frame of the camera", dynamic=False),
-        Param("packet_period_ms", 10.0, "device time covered by one event packet", "ms", (0.1, 1000.0)),
-        Param("playback_rate", 1.0, "file playback speed (1 = real time, 0 = as fast as possible)", "x",
-              (0.0, 1000.0)),
-        Param("loop", False, "restart the file at its end"),
-        Param("width", 0, "sensor width when the source does not say (0 = from the source)", "px", (0, 65535),
-              dynamic=False),
-        Param("height", 0, "sensor height when the source does not say (0 = from the source)", "px", (0, 65535),
-              dynamic=False),
-        Param("calibration_file", "", "YAML calibration (intrinsics for camera_info)", dynamic=False),
-        Param("native_record_path", "", "also write the vendor-native file here while publishing (empty: off)",
-              dynamic=False),
-        Param("clock_window_s", 20.0, "device->ROS clock fit window", "s", (1.0, 3600.0), dynamic=False),
-        Param("reconnect_s", 2.0, "retry period when a live camera is missing or unplugged", "s", (0.1, 60.0)),
-    )
 
 
 class DriverNode(EvmicroNode):
     """Subclasses implement :meth:`open_source` (and optionally :meth:`open_native_writer`)."""
 
     HAS_EVENTS = True
+    # topics a recorded source waits for subscribers on (wait_for_subscribers_s)
+    STREAMS: tuple[str, ...] = ("events", "triggers", "time_reference")
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -66,6 +46,7 @@ class DriverNode(EvmicroNode):
         self.pub_events = self.create_publisher(PointCloud2, "events", EVENTS_QOS) if self.HAS_EVENTS else None
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", LATCHED_QOS)
         self.pub_tref = self.create_publisher(TimeReference, "time_reference", SENSOR_QOS)
+        self.pub_trig = self.create_publisher(TimeReference, "triggers", SENSOR_QOS)
         self.pub_image: Any = None
         self.pub_imu: Any = None
         self.counts = {"events": 0, "packets": 0, "frames": 0, "imu": 0, "triggers": 0}
@@ -133,6 +114,8 @@ class DriverNode(EvmicroNode):
                 except (OSError, ValueError, SourceError) as err:
                     self.get_logger().error(f"native recording disabled: {err}")
                     self.diag.status("WARN", f"native recording disabled: {err}")
+            if not info.live and self.p.wait_for_subscribers_s > 0:
+                self._wait_for_subscribers(self.p.wait_for_subscribers_s)
             self.diag.status("OK", f"streaming from {self.p.source} ({info.width}x{info.height}, {info.serial})")
             try:
                 again = self._stream(self.source)
@@ -141,14 +124,35 @@ class DriverNode(EvmicroNode):
                 self.diag.status("ERROR", f"source failed: {err}")
                 self.get_logger().error(f"{self.p.source} source failed: {err}")
             finally:
+                src, self.source = self.source, None  # settings changed from now on apply at the next open
                 try:
-                    self.source.close()
+                    src.close()
                 except Exception:  # noqa: BLE001 - closing a broken device must not raise
                     pass
             if not again or self._stop.is_set():
                 break
             self._stop.wait(self.p.reconnect_s if info.live else 0.0)
         self.ended = True
+
+    def _wait_for_subscribers(self, timeout_s: float) -> bool:
+        """Recorded sources: wait until every publisher of :attr:`STREAMS` has a subscriber, or ``timeout_s``
+        passes, or one second after the main topic (the first of STREAMS) got its subscriber."""
+        pubs = [self.pub_events] if self.HAS_EVENTS else []
+        for name in self.STREAMS:
+            pub = {"image_raw": self.image_publisher, "imu": self.imu_publisher, "triggers": lambda: self.pub_trig,
+                   "time_reference": lambda: self.pub_tref}.get(name)
+            if pub is not None:
+                pubs.append(pub())
+        t_end = time.monotonic() + timeout_s
+        main_seen = False
+        while not self._stop.is_set() and time.monotonic() < t_end:
+            if all(p.get_subscription_count() > 0 for p in pubs):
+                return True
+            if not main_seen and pubs and pubs[0].get_subscription_count() > 0:
+                main_seen = True  # the main topic is subscribed: the other topics get one more second
+                t_end = min(t_end, time.monotonic() + 1.0)
+            self._stop.wait(0.01)
+        return False
 
     def _stream(self, source: Source) -> bool:
         """Publish until the source ends; True when it should be reopened (loop, or a live camera lost)."""
@@ -159,6 +163,19 @@ class DriverNode(EvmicroNode):
         t0_ros = self.now_ns()
         packer = Packetizer(int(self.p.packet_period_ms * 1000))
         last_flush = time.monotonic()
+        # recorded data as fast as possible: wait for reliable subscribers' acknowledgements every half queue
+        # depth, so a burst (hundreds of IMU samples, a big file) never overruns their keep-last history
+        flow = not live and self.p.playback_rate == 0
+        unacked: dict[int, int] = {}
+
+        def sent(pub) -> None:
+            if not flow:
+                return
+            k = id(pub)
+            unacked[k] = unacked.get(k, 0) + 1
+            if unacked[k] >= max(1, pub.qos_profile.depth // 2):
+                pub.wait_for_all_acked(Duration(seconds=1.0))
+                unacked[k] = 0
 
         def stamp_of(t_us: int) -> int:
             if live:
@@ -180,54 +197,82 @@ class DriverNode(EvmicroNode):
                 return
             stamp = stamp_of(int(pkt["t"][0]))
             self._publish_events(pkt, stamp)
+            sent(self.pub_events)
             self.pub_tref.publish(time_reference_msg(self.now_ns(), int(pkt["t"][0]), info.serial, self.p.frame_id))
+            sent(self.pub_tref)
 
-        while not self._stop.is_set():
-            items = source.read(0.05)
-            if items is None:  # end of file
-                emit(packer.flush())
-                problem = getattr(source, "damage", None)
-                if problem:
-                    self.diag.status("WARN", f"file damaged: {problem}")
-                    self.get_logger().warning(f"{self.p.path}: {problem}; every complete event was published")
-                else:
-                    self.diag.status("OK", "end of file")
-                return bool(self.p.loop)
-            now = self.now_ns()
-            for it in items:
-                if isinstance(it, EventsItem):
-                    ev = it.events
-                    if len(ev) == 0:
-                        continue
-                    if live:
-                        clock.add(int(ev["t"][0]), now)
-                    for pkt in packer.push(ev):
-                        emit(pkt)
-                elif isinstance(it, FrameItem):
-                    if not pace(it.t_us):
-                        return False
-                    enc = it.encoding
-                    self.image_publisher().publish(image_to_msg(it.image, enc, stamp_of(it.t_us), self.p.frame_id))
-                    self.counts["frames"] += 1
-                    self.diag.count("frames")
-                elif isinstance(it, ImuItem):
-                    if not pace(it.t_us):
-                        return False
-                    self.imu_publisher().publish(self._imu_msg(it, stamp_of(it.t_us)))
-                    self.counts["imu"] += 1
-                    self.diag.count("imu")
-                elif isinstance(it, TriggerItem):
-                    self.counts["triggers"] += 1
-                    self.diag.count("triggers")
-            if self.native is not None and items:
-                self.native.write(items)
-            # a live stream that pauses must not hold back its last partial packet
-            if live and packer.pending and time.monotonic() - last_flush > self.p.packet_period_ms / 1000:
-                emit(packer.flush())
-            if items:
-                last_flush = time.monotonic()
-            if live and clock.fit is not None:
-                self.diag.set("clock_drift_ppm", clock.fit.drift_ppm)
+        try:
+            while not self._stop.is_set():
+                items = source.read(0.05)
+                if items is None:  # end of file
+                    emit(packer.flush())
+                    problem = getattr(source, "damage", None)
+                    if problem:
+                        self.diag.status("WARN", f"file damaged: {problem}")
+                        self.get_logger().warning(f"{self.p.path}: {problem}; every complete event was published")
+                    else:
+                        self.diag.status("OK", "end of file")
+                    return bool(self.p.loop)
+                now = self.now_ns()
+                for it in items:
+                    if isinstance(it, EventsItem):
+                        ev = it.events
+                        if len(ev) == 0:
+                            continue
+                        if live:
+                            clock.add(int(ev["t"][0]), now)
+                        for pkt in packer.push(ev):
+                            emit(pkt)
+                    elif isinstance(it, FrameItem):
+                        if not pace(it.t_us):
+                            return False
+                        if live and (not self.HAS_EVENTS or clock.fit is None):
+                            clock.add(it.t_us, now)  # frame-only cameras pair their frames with arrival times
+                        enc = it.encoding
+                        stamp = stamp_of(it.t_us)
+                        self.image_publisher().publish(image_to_msg(it.image, enc, stamp, self.p.frame_id))
+                        sent(self.pub_image)
+                        if not self.HAS_EVENTS:
+                            self.pub_tref.publish(time_reference_msg(self.now_ns(), int(it.t_us), info.serial,
+                                                                     self.p.frame_id))
+                            sent(self.pub_tref)
+                        self.counts["frames"] += 1
+                        self.diag.count("frames")
+                    elif isinstance(it, ImuItem):
+                        if not pace(it.t_us):
+                            return False
+                        if live and clock.fit is None:
+                            clock.add(it.t_us, now)
+                        self.imu_publisher().publish(self._imu_msg(it, stamp_of(it.t_us)))
+                        sent(self.pub_imu)
+                        self.counts["imu"] += 1
+                        self.diag.count("imu")
+                    elif isinstance(it, TriggerItem):
+                        if live and clock.fit is None:
+                            clock.add(it.t_us, now)
+                        # hardware trigger edges: header.stamp = mapped ROS time, time_ref = device time
+                        edge = f"{info.serial}/ch{it.channel}/{'rise' if it.value else 'fall'}"
+                        self.pub_trig.publish(time_reference_msg(stamp_of(it.t_us), int(it.t_us), edge,
+                                                                 self.p.frame_id))
+                        sent(self.pub_trig)
+                        self.counts["triggers"] += 1
+                        self.diag.count("triggers")
+                if self.native is not None and items:
+                    self.native.write(items)
+                # a live stream that pauses must not hold back its last partial packet
+                if live and packer.pending and time.monotonic() - last_flush > self.p.packet_period_ms / 1000:
+                    emit(packer.flush())
+                if items:
+                    last_flush = time.monotonic()
+                if live and clock.fit is not None:
+                    self.diag.set("clock_drift_ppm", clock.fit.drift_ppm)
+        finally:
+            # a source that failed (unplugged camera, read error) still delivers the events it had read
+            if packer.pending and not self._stop.is_set():
+                try:
+                    emit(packer.flush())
+                except Exception as err:  # noqa: BLE001 - never mask the source's own error
+                    self.get_logger().error(f"could not publish the last packet: {err}")
         return False
 
     def _imu_msg(self, it: ImuItem, stamp_ns: int) -> Imu:

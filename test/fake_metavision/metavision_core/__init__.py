@@ -1,0 +1,1 @@
+"""Fake ``metavision_core`` package (see ../README.md)."""
