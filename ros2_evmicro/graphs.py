@@ -184,9 +184,11 @@ def _perception(cam: str, face_from: str, calibration: str = "") -> list[NodeDec
 def _inference(cam: str, args: dict[str, str]) -> list[NodeDecl]:
     frames = f"/{cam}/frames"
     return [
-        NodeDecl("au", "au", parameters={"device": args.get("device", "auto"), "sensor": cam},
+        NodeDecl("au", "au", parameters={"device": args.get("device", "auto"), "sensor": cam,
+                                         "checkpoint": f"au_snn_{cam}"},
                  remappings=(("frames", frames),), param_files=("au.yaml",)),
-        NodeDecl("recon", "recon", parameters={"device": args.get("device", "auto"), "sensor": cam},
+        NodeDecl("recon", "recon", parameters={"device": args.get("device", "auto"), "sensor": cam,
+                                               "checkpoint": f"cvae_{cam}"},
                  remappings=(("frames", frames),), param_files=("recon.yaml",)),
     ]
 

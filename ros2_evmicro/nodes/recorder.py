@@ -101,8 +101,10 @@ class Recorder(EvmicroNode):
         free = free_gb(p.out_dir)
         self.diag.set("free_gb", round(free, 2))
         if free < p.min_free_gb:
-            msg = (f"refusing to record: {free:.1f} GiB free under {p.out_dir}, "
-                   f"below min_free_gb {p.min_free_gb}")
+            msg = (
+                f"refusing to record: {free:.1f} GiB free under {p.out_dir}, "
+                f"below min_free_gb {p.min_free_gb}"
+            )
             self.diag.status("ERROR", msg)
             self.last_error = msg
             return False, msg

@@ -24,6 +24,7 @@ from torch import nn
 import ros2_evmicro
 from ros2_evmicro.core.au import AU_CODES
 from ros2_evmicro.core.models.registry import UnknownModelError, build_model, param_count
+from ros2_evmicro.core.models.runtime import resolve_device
 
 __all__ = [
     "CardMismatchError",
@@ -31,6 +32,7 @@ __all__ = [
     "ChecksumError",
     "ModelCard",
     "card_for",
+    "check_card",
     "checkpoint_paths",
     "load_card",
     "load_checkpoint",
@@ -64,8 +66,8 @@ class ModelCard:
     classes: list[str] = field(default_factory=lambda: list(AU_CODES))
     training_data: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
-    software_version: str = ros2_evmicro.__version__
-    torch_version: str = torch.__version__
+    software_version: str = field(default_factory=lambda: ros2_evmicro.__version__)
+    torch_version: str = field(default_factory=lambda: str(torch.__version__))
     created: str = ""
     param_count: int = 0
     sha256: str = ""
@@ -122,6 +124,8 @@ def _plain(v: Any) -> Any:
         return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
+    if isinstance(v, str):
+        return str(v)  # str subclasses such as torch's TorchVersion
     if hasattr(v, "item") and not isinstance(v, (str, bytes)):
         return v.item()
     return v
@@ -144,7 +148,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard | None =
         arch_kwargs=dict(getattr(model, "hparams", card.arch_kwargs)),
         param_count=param_count(model),
         software_version=ros2_evmicro.__version__,
-        torch_version=torch.__version__,
+        torch_version=str(torch.__version__),
         created=card.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         sha256=_sha256(pt),
     )
@@ -216,11 +220,14 @@ def load_checkpoint(
 ) -> tuple[nn.Module, ModelCard]:
     """Rebuild a model from its card, load its weights, return ``(model in eval mode, card)``.
 
+    ``device``: 'cpu', 'cuda', 'cuda:N' or 'auto' (see :func:`resolve_device`).
+
     Checks, in order: the card against ``expect`` (card field -> value the caller uses, e.g.
     ``{"window_ms": 50, "input_size": (64, 64), "in_channels": 2}``; raises :class:`CardMismatchError`),
     the sha256 of the ``.pt`` (:class:`ChecksumError`), the parameter count, and a strict state-dict load.
     """
     pt, card_path = checkpoint_paths(path)
+    device = resolve_device(device)
     card = load_card(card_path)
     check_card(card, expect, where=str(pt))
     if not pt.is_file():

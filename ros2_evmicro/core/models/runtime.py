@@ -22,9 +22,12 @@ Streaming reset policies of :class:`AUStreamer` (``N`` = ``window_frames``, ``h`
   default ``h = N // 2`` costs two lanes. No state survives more than ``N`` frames, so nothing leaks
   from one window into windows that do not contain those frames.
 
-Half precision (``half=True``) is for CUDA only: the SNN runs under ``torch.autocast(float16)`` (its
-membrane state stays float32) and the cVAE is converted to float16; scores and images come back as
-float32 / uint8 either way.
+Half precision (``half=True``, off by default) is for CUDA only: the SNN runs under
+``torch.autocast(float16)`` (its membrane state then follows the float16 input, and spikingjelly takes its
+torch reference path, as it does for any non-float32 state; spikes may differ from float32 near the
+threshold) and the cVAE is converted to float16; scores and images come back as float32 / uint8 either
+way. Checked on CPU with bfloat16 autocast only; the CUDA run is ``python -m bench.bench_models --cuda
+--half``.
 """
 
 from __future__ import annotations
@@ -235,12 +238,13 @@ class Reconstructor:
         self._shape = (cfg.cond_channels, cfg.cond_height, cfg.cond_width)
 
     @torch.inference_mode()
-    def reconstruct(self, frame: np.ndarray | torch.Tensor) -> np.ndarray:
-        """uint8 image ``(H, W)`` (``(H, W, C)`` for a multi-channel cVAE) from a frame ``(2, Hc, Wc)``."""
+    def reconstruct(self, frame: np.ndarray | torch.Tensor, generator: torch.Generator | None = None) -> np.ndarray:
+        """uint8 image ``(H, W)`` (``(H, W, C)`` for a multi-channel cVAE) from a frame ``(2, Hc, Wc)``;
+        ``z = 0``, or ``z ~ N(0, I)`` from ``generator`` (on the model's device) when one is given."""
         c = _as_frames(frame, self._shape, 3).unsqueeze(0).to(self.device, non_blocking=True)
         if self.half:
             c = c.half()
-        img = self.model.reconstruct(c)[0]
+        img = self.model.reconstruct(c, generator)[0]
         img = (img.float().clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8).cpu().numpy()
         return img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
 

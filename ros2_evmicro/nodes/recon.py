@@ -1,0 +1,82 @@
+"""Reconstruction node: ``frames`` (32FC2 event frames) -> ``evmicro/face_recon`` (mono8) with the cVAE.
+
+The decode is deterministic (z = 0) unless ``sample`` is on; the output header is the input frame's header, so
+``message_filters`` ExactTime pairs reconstructions with their frames. Like the AU node it keeps only
+``queue_depth`` frames: when the model falls behind, the newest frames win and the skipped ones are counted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from ros2_evmicro.nodes._inference import DropCounter, load_for_node
+from ros2_evmicro.ros.convert import frames_from_msg, image_to_msg, stamp_to_ns
+from ros2_evmicro.ros.node import FRAMES_QOS, EvmicroNode, run_node
+from ros2_evmicro.specs.recon import SPEC
+
+
+class ReconNode(EvmicroNode):
+    SPEC = SPEC
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        import torch
+
+        from ros2_evmicro.core.models.runtime import Reconstructor, configure_threads
+
+        configure_threads()
+        p = self.p
+        self.model, self.card, path = load_for_node(p)
+        self.recon = Reconstructor(self.model, p.device, half=p.half)
+        self.generator = None
+        if p.sample:
+            self.generator = torch.Generator(device=self.recon.device)
+            self.generator.manual_seed(p.seed)
+        if p.warm_up:
+            self.recon.warm_up()
+        self.get_logger().info(f"cVAE {path} on {self.recon.device}")
+        self.pub = self.create_publisher(Image, "evmicro/face_recon", FRAMES_QOS)
+        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                         depth=p.queue_depth)
+        self.create_subscription(Image, "frames", self.guard(self.on_frame, "frames"), qos)
+        self.drops = DropCounter(p.window_ms)
+        self.n_in = 0
+        self.infer_ms: list[float] = []
+
+    def on_frame(self, msg: Image) -> None:
+        stamp = stamp_to_ns(msg.header.stamp)
+        new = self.drops.see(stamp)
+        if new:
+            self.diag.count("dropped_frames", new)
+        self.n_in += 1
+        self.diag.count("frames")
+        if (self.n_in - 1) % self.p.every_n:
+            return
+        frame = frames_from_msg(msg)
+        t0 = time.perf_counter()
+        img = self.recon.reconstruct(frame, self.generator)
+        self.infer_ms.append((time.perf_counter() - t0) * 1e3)
+        out = image_to_msg(img, "mono8" if img.ndim == 2 else "bgr8")
+        out.header = msg.header
+        self.pub.publish(out)
+        if len(self.infer_ms) > 2000:
+            del self.infer_ms[:1000]
+        self.diag.count("reconstructions")
+        self.diag.set("inference_ms_p50", float(np.percentile(self.infer_ms[-500:], 50)))
+        self.diag.set("inference_ms_p99", float(np.percentile(self.infer_ms[-500:], 99)))
+
+
+NODE = ReconNode
+
+
+def main(args=None) -> int:
+    return run_node(ReconNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
