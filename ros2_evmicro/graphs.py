@@ -40,6 +40,7 @@ class NodeDecl:
     remappings: tuple[tuple[str, str], ...] = ()
     param_files: tuple[str, ...] = ()
     required: bool = False  # the graph ends when this node ends (launch: on_exit Shutdown)
+    process: str = ""  # evmicro run: '' = in the main process; a name = in a child process of that name
 
     @property
     def executable(self) -> str:
@@ -125,10 +126,12 @@ def _camera_drivers(args: dict[str, str], cameras: list[str]) -> list[NodeDecl]:
     out: list[NodeDecl] = []
     if source == "sim":
         out.append(NodeDecl(
-            "sim_rig", "sim_rig",
+            "sim_rig", "sim_rig", process="sensors",
             parameters={
                 "cameras": cameras,
-                "scenario": args.get("scenario", "demo"),
+                # in a recording the simulated subject performs what the protocol player asks for
+                "scenario": args.get("scenario", "follow"),
+                "publish_markers": args.get("scenario", "follow") != "follow",
                 "subject_seed": int(args.get("subject", "1").lstrip("S") or 1),
                 "lux": _floatarg(args, "lux") if "lux" in args else 600.0,
                 "playback_rate": _floatarg(args, "rate") if "rate" in args else 1.0,
@@ -148,7 +151,8 @@ def _camera_drivers(args: dict[str, str], cameras: list[str]) -> list[NodeDecl]:
                       else 1.0}
         else:
             params = {"source": "camera" if cam != "webcam" else "device"}
-        out.append(NodeDecl(kind, "driver", namespace=cam, parameters=params, param_files=(f"{kind}.yaml",)))
+        out.append(NodeDecl(kind, "driver", namespace=cam, parameters=params, param_files=(f"{kind}.yaml",),
+                            process="sensors"))
     return out
 
 
@@ -185,10 +189,10 @@ def _inference(cam: str, args: dict[str, str]) -> list[NodeDecl]:
     frames = f"/{cam}/frames"
     return [
         NodeDecl("au", "au", parameters={"device": args.get("device", "auto"), "sensor": cam,
-                                         "checkpoint": f"au_snn_{cam}"},
+                                         "checkpoint": args.get("au_checkpoint") or f"au_snn_{cam}"},
                  remappings=(("frames", frames),), param_files=("au.yaml",)),
         NodeDecl("recon", "recon", parameters={"device": args.get("device", "auto"), "sensor": cam,
-                                               "checkpoint": f"cvae_{cam}"},
+                                               "checkpoint": args.get("recon_checkpoint") or f"cvae_{cam}"},
                  remappings=(("frames", frames),), param_files=("recon.yaml",)),
     ]
 
@@ -278,6 +282,8 @@ GRAPHS: dict[str, Graph] = {
             GraphArg("scenario", "demo", "sim scenario (scripted AUs and a drowsy segment)"),
             GraphArg("rate", "1.0", "playback rate of sim and file sources (1 = real time)"),
             GraphArg("device", "auto", "inference device: auto, cpu, cuda, cuda:N"),
+            GraphArg("au_checkpoint", "", "AU SNN checkpoint (default: models/au_snn_<camera>)"),
+            GraphArg("recon_checkpoint", "", "cVAE checkpoint (default: models/cvae_<camera>)"),
             GraphArg("out_dir", "evmicro_demo", "folder for the dashboard video and the summary"),
             GraphArg("duration_s", "0", "stop after this many seconds (0 = when the input ends, or never)"),
         ),
@@ -317,6 +323,8 @@ GRAPHS: dict[str, Graph] = {
             GraphArg("rate", "1.0", "replay rate (0 = as fast as possible)"),
             GraphArg("loop", "false", "loop the bag", ("true", "false")),
             GraphArg("device", "auto", "inference device"),
+            GraphArg("au_checkpoint", "", "AU SNN checkpoint (default: models/au_snn_<camera>)"),
+            GraphArg("recon_checkpoint", "", "cVAE checkpoint (default: models/cvae_<camera>)"),
             GraphArg("out_dir", "", "record the outputs here (empty: do not record)"),
         ),
         _replay,

@@ -89,6 +89,8 @@ class Param:
                 raise ParamError(f"{self.name} must not be NaN")
             return v
         if typ is str:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                return str(v)  # `-p session:=1` arrives as an integer: an id is still meant
             if not isinstance(v, str):
                 raise ParamError(f"{self.name} must be a string, got {v!r}")
             return v

@@ -37,8 +37,8 @@ class AUNode(EvmicroNode):
         super().__init__(**kwargs)
         from ros2_evmicro.core.models.runtime import AUStreamer, configure_threads
 
-        configure_threads()
         p = self.p
+        configure_threads(p.threads)
         self.model, self.card, path = load_for_node(p)
         self.streamer = AUStreamer(self.model, p.device, reset_policy=p.reset_policy,
                                    window_frames=p.window_frames, hop_frames=min(p.hop_frames, p.window_frames),

@@ -20,9 +20,9 @@ Sound: the beeps are generated as numpy audio (44.1 kHz mono int16) and played w
 beeps are silent (the markers carry the timing either way).
 
 Services (std_srvs/Trigger): ``~/pause``, ``~/resume``, ``~/redo``, ``~/skip``, ``~/abort`` (so
-``/protocol_player/pause`` ...). The node sets ``finished`` ``finish_delay_s`` after the ``done`` marker,
-which
-ends the record graph.
+``/protocol_player/pause`` ...), and ``~/start`` (with ``autostart`` false the run waits for it; otherwise
+it starts ``start_delay_s`` after the node). The node sets ``finished`` ``finish_delay_s`` after the
+``done`` marker, which ends the record graph.
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ class ProtocolPlayer(EvmicroNode):
         self.window = None
         self._clips: dict[int, _Clip | None] = {}
         self.audio = _Audio(p.audio and not self.headless, self.get_logger().warning)
-        for name in ("pause", "resume", "redo", "skip", "abort"):
+        for name in ("start", "pause", "resume", "redo", "skip", "abort"):
             self.create_service(Trigger, f"~/{name}", self._service(name))
         if not self.headless:
             self._open_window()
@@ -371,7 +371,7 @@ class ProtocolPlayer(EvmicroNode):
 
     def _tick(self) -> None:
         now = self.now_ns()
-        if not self.sm.started and now - self._t0 < self.p.start_delay_s * 1e9:
+        if not self.sm.started and (not self.p.autostart or now - self._t0 < self.p.start_delay_s * 1e9):
             return
         if not self.sm.done:
             self._publish(self.sm.tick(now))
@@ -390,6 +390,11 @@ class ProtocolPlayer(EvmicroNode):
     def control(self, name: str) -> tuple[bool, str]:
         """Apply an operator control now ('pause', 'resume', 'redo', 'skip', 'abort'); (success, message)."""
         now = self.now_ns()
+        if name == "start":
+            if self.sm.started:
+                return False, "the protocol has already started"
+            self._publish(self.sm.start(now))
+            return True, f"started: {self.sm.phase} {self.sm.segment}"
         try:
             if not self.sm.started and name != "abort":
                 self._publish(self.sm.start(now))

@@ -29,8 +29,8 @@ class ReconNode(EvmicroNode):
 
         from ros2_evmicro.core.models.runtime import Reconstructor, configure_threads
 
-        configure_threads()
         p = self.p
+        configure_threads(p.threads)
         self.model, self.card, path = load_for_node(p)
         self.recon = Reconstructor(self.model, p.device, half=p.half)
         self.generator = None

@@ -7,8 +7,14 @@ the same parameter files, parameters and remappings as the launch files start as
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
+import os
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -50,18 +56,38 @@ def node_parameters(decl: NodeDecl, cfg: Path | None = None) -> dict:
 
 
 class GraphRun:
-    """Nodes of a graph created in one rclpy context and spun together."""
+    """Nodes of a graph created in one rclpy context and spun together.
 
-    def __init__(self, decls: Iterable[NodeDecl], *, context=None, args: list[str] | None = None):
+    Declarations with a ``process`` name (the sensor drivers and the simulated rig) run in a child process
+    per name, as they would on a robot, so that producing data and processing it use both cores instead of
+    sharing one interpreter; ``isolate=False`` keeps everything in this process.
+    """
+
+    def __init__(self, decls: Iterable[NodeDecl], *, context=None, args: list[str] | None = None,
+                 isolate: bool = True):
         use_fastdds_profile()
+        decls = list(decls)
         self.own_context = context is None
         self.context = context or rclpy.Context()
         if self.own_context:
             rclpy.init(args=args or [], context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list[Node] = []
+        self.children: dict[str, subprocess.Popen] = {}
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        groups: dict[str, list[NodeDecl]] = {}
+        local = []
+        for d in decls:
+            if isolate and d.process:
+                groups.setdefault(d.process, []).append(d)
+            else:
+                local.append(d)
         try:
-            for d in decls:
+            if groups:
+                self._tmp = tempfile.TemporaryDirectory(prefix="evmicro_run_")
+                for name, ds in groups.items():
+                    self.children[name] = _spawn_group(name, ds, Path(self._tmp.name))
+            for d in local:
                 cls = node_class(d)
                 overrides = [Parameter(k, value=v) for k, v in node_parameters(d).items()]
                 cli = ["--ros-args"] + [x for a, b in d.remappings for x in ("-r", f"{a}:={b}")]
@@ -81,6 +107,9 @@ class GraphRun:
 
     def finished(self) -> bool:
         return any(getattr(n, "finished", False) for n in self.nodes)
+
+    def children_failed(self) -> list[str]:
+        return [f"{k} (exit {p.returncode})" for k, p in self.children.items() if p.poll() not in (None, 0)]
 
     def spin(self, duration_s: float | None = None, until: Callable[[], bool] | None = None) -> str:
         """Spin until a node reports ``finished``, ``until()`` is true, ``duration_s`` passes or Ctrl-C.
@@ -104,6 +133,20 @@ class GraphRun:
         return "shutdown"
 
     def close(self) -> None:
+        for p in self.children.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for name, p in self.children.items():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                print(f"child process {name} did not stop on SIGINT: killed")
+                p.kill()
+                p.wait()
+        self.children = {}
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
         for n in reversed(self.nodes):
             close = getattr(n, "close", None)
             if callable(close):
@@ -127,6 +170,33 @@ class GraphRun:
         self.close()
 
 
+def _spawn_group(name: str, decls: list[NodeDecl], tmp: Path) -> subprocess.Popen:
+    """Start ``python -m ros2_evmicro.ros.runner GROUP.json`` running these nodes in a child process."""
+    spec = []
+    for d in decls:
+        dd = dataclasses.asdict(d)
+        dd.update(parameters=node_parameters(d), param_files=(), process="")
+        spec.append(dd)
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    return subprocess.Popen([sys.executable, "-m", "ros2_evmicro.ros.runner", str(path)], env=os.environ.copy())
+
+
+def _child_main(path: str) -> int:
+    """Entry of a child process: run the node declarations of a JSON file until SIGINT or SIGTERM."""
+    decls = []
+    for dd in json.loads(Path(path).read_text()):
+        dd["remappings"] = tuple(tuple(r) for r in dd["remappings"])
+        dd["param_files"] = tuple(dd["param_files"])
+        decls.append(NodeDecl(**dd))
+    try:
+        run_graph(decls)
+    except (GraphError, ParamError) as err:
+        print(f"evmicro: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run_graph(decls: Iterable[NodeDecl], *, duration_s: float | None = None) -> str:
     """Create the nodes, spin until done (Ctrl-C and SIGTERM stop cleanly), close every node."""
     try:
@@ -140,3 +210,7 @@ def run_graph(decls: Iterable[NodeDecl], *, duration_s: float | None = None) -> 
     finally:
         signal.signal(signal.SIGTERM, previous)
         run.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main(sys.argv[1]))

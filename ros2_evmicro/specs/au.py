@@ -24,6 +24,8 @@ SPEC = ParamSpec(
         Param("queue_depth", 2, "frames kept when inference falls behind (newest wins; drops counted)", "frames",
               (1, 100), dynamic=False),
         Param("clip_phase", "perform", "clip mode: the protocol phase whose frames form a clip", dynamic=False),
+        Param("threads", 1, "torch intra-op threads (1 keeps inference from fighting the drivers for the cores; "
+              "torch threads are per process)", "", (1, 64), dynamic=False),
         Param("warm_up", True, "run the model once at start so the first frame is not slow", dynamic=False),
     ),
     "Consumes <cam>/frames (32FC2), publishes evmicro/au (JointState, the 21 AU codes of Table 1, score = mean "

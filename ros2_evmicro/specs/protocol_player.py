@@ -45,6 +45,7 @@ SPEC = ParamSpec(
             (0.0, 60.0),
             dynamic=False,
         ),
+        Param("autostart", True, "start after start_delay_s (else wait for ~/start)", dynamic=False),
         Param("audio", True, "play the countdown beeps (needs simpleaudio or sounddevice; else only logged)"),
         Param("window_width", 1280, "window size when not full screen", "px", (160, 7680), dynamic=False),
         Param("window_height", 720, "window size when not full screen", "px", (120, 4320), dynamic=False),
@@ -52,5 +53,6 @@ SPEC = ParamSpec(
     ),
     "Runs the recording protocol: for each AU a demo clip (or illustration) 3 times, a countdown with beeps, "
     "the perform window and a rest. Publishes one marker per phase change on protocol/marker; operator "
-    "controls as services (~/pause, ~/resume, ~/redo, ~/skip, ~/abort) and keys (space, r, s, q/esc).",
+    "controls as services (~/start, ~/pause, ~/resume, ~/redo, ~/skip, ~/abort) and keys (space, r, s, "
+    "q/esc).",
 )

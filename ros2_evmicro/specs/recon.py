@@ -19,6 +19,8 @@ SPEC = ParamSpec(
         Param("every_n", 1, "reconstruct every n-th frame (bounds CPU)", "frames", (1, 1000)),
         Param("queue_depth", 2, "frames kept when inference falls behind (newest wins; drops counted)", "frames",
               (1, 100), dynamic=False),
+        Param("threads", 1, "torch intra-op threads (1 keeps inference from fighting the drivers for the cores; "
+              "torch threads are per process)", "", (1, 64), dynamic=False),
         Param("warm_up", True, "run the model once at start", dynamic=False),
     ),
     "Consumes <cam>/frames (32FC2), publishes evmicro/face_recon (mono8, header copied from the input frame).",

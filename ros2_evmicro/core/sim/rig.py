@@ -329,7 +329,7 @@ class SimRig:
         web_k = 0
         a = 0
         while a < end_us:
-            b = int(min(a + period_us, math.ceil(end_us)))
+            b = a + period_us if math.isinf(end_us) else int(min(a + period_us, math.ceil(end_us)))
             items: list[tuple] = []
             items.append(("truth", a, self.truth(a)))
             for cam, sensor in self.sensors.items():
