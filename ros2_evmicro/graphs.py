@@ -147,8 +147,9 @@ def _camera_drivers(args: dict[str, str], cameras: list[str]) -> list[NodeDecl]:
             path = args.get(key, "")
             if not path:
                 raise GraphError(f"source:=file needs {key}:=PATH for camera {cam}")
+            # a file must not start before the graph's subscribers are there, or its first packets are lost
             params = {"source": "file", "path": path, "playback_rate": _floatarg(args, "rate") if "rate" in args
-                      else 1.0}
+                      else 1.0, "wait_for_subscribers_s": 20.0}
         else:
             params = {"source": "camera" if cam != "webcam" else "device"}
         out.append(NodeDecl(kind, "driver", namespace=cam, parameters=params, param_files=(f"{kind}.yaml",),

@@ -330,6 +330,11 @@ class DashboardNode(EvmicroNode):
         elif (self.p.idle_timeout_s > 0 and self.last_au_rx is not None
               and now - self.last_au_rx >= self.p.idle_timeout_s):
             self._finish(f"no AU message for {self.p.idle_timeout_s:g} s: input ended")
+        elif (self.p.startup_timeout_s > 0 and self.last_au_rx is None
+              and now - self.t_start >= self.p.startup_timeout_s):
+            self.diag.status("ERROR", "no AU scores arrived")
+            self._finish(f"no AU message at all within startup_timeout_s={self.p.startup_timeout_s:g} s "
+                         "(is the camera streaming and a face in view?)")
 
     def _finish(self, reason: str) -> None:
         self.finished = True

@@ -22,6 +22,8 @@ SPEC = ParamSpec(
         Param("out_dir", "evmicro_demo", "folder for dashboard.mp4 and the summary (empty: write nothing)",
               dynamic=False),
         Param("duration_s", 0.0, "finish after this long (0: only when the input ends)", "s", (0.0, None)),
+        Param("startup_timeout_s", 90.0, "finish when no AU message arrived at all this long after start (0: never)",
+              "s", (0.0, None)),
         Param("idle_timeout_s", 3.0, "finish when no AU message came this long after the first one (0: never)",
               "s", (0.0, None)),
         Param("rate_hz", 10.0, "composites per second (also the video frame rate)", "Hz", (0.5, 60.0),
