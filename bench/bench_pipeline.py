@@ -1,0 +1,123 @@
+"""End-to-end latency of the live pipeline (issue: live demo): events -> slicer -> AU SNN (+ cVAE).
+
+An event source in a child process (the load generator, standing in for a camera driver) publishes 10 ms
+packets stamped at the wall clock; the slicer, AU and reconstruction nodes run in this process on one
+SingleThreadedExecutor as in ``evmicro demo``; a probe measures, for every AU message, receive time minus the
+end of its window (stamp + window_ms): the event-to-AU latency of the window's last event. Frames the AU node
+never scored are counted as dropped. Anchor: the goal, one window (33 ms).
+
+    python -m bench.bench_pipeline [--seconds 10] [--cases davis:1e6,davis:5e6,evk4:2e7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.harness import ROOT, Row, percentiles, report
+
+SIZES = {"davis": (346, 260), "evk4": (1280, 720)}
+
+
+def _checkpoints(tmp: Path, cam: str) -> tuple[str, str]:
+    """The shipped checkpoints when present (same cost as any trained weights), else random weights."""
+    import torch
+
+    from ros2_evmicro.core.models import AUSNN, CVAE, card_for, save_checkpoint
+    from ros2_evmicro.core.models.cvae import DEFAULT_CONFIG
+
+    shipped = ROOT / "models" / f"au_snn_{cam}.pt", ROOT / "models" / f"cvae_{cam}.pt"
+    if all(p.exists() for p in shipped):
+        return str(shipped[0]), str(shipped[1])
+    torch.manual_seed(0)
+    snn, cvae = AUSNN(), CVAE.from_config(DEFAULT_CONFIG)
+    save_checkpoint(tmp / "snn", snn, card_for(snn, sensor=cam, window_ms=33.0, normalisation="counts"))
+    save_checkpoint(tmp / "cvae", cvae, card_for(cvae, sensor=cam, window_ms=33.0, normalisation="counts"))
+    return str(tmp / "snn"), str(tmp / "cvae")
+
+
+def run_case(cam: str, rate: float, seconds: float, tmp: Path) -> dict:
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+
+    from ros2_evmicro.graphs import NodeDecl
+    from ros2_evmicro.ros.convert import stamp_to_ns
+    from ros2_evmicro.ros.node import FRAMES_QOS
+    from ros2_evmicro.ros.runner import GraphRun
+
+    w, h = SIZES[cam]
+    snn, cvae = _checkpoints(tmp, cam)
+    frames = f"/{cam}/frames"
+    decls = [
+        NodeDecl("slicer", "slicer", cam, {"roi_mode": "center", "width": w, "height": h},
+                 param_files=("slicer.yaml",)),
+        NodeDecl("au", "au", "", {"checkpoint": snn, "sensor": cam, "device": "cpu"}, (("frames", frames),),
+                 ("au.yaml",)),
+        NodeDecl("recon", "recon", "", {"checkpoint": cvae, "sensor": cam, "device": "cpu"}, (("frames", frames),),
+                 ("recon.yaml",)),
+    ]
+    run = GraphRun(decls)
+    lat: list[float] = []
+    stamps: list[int] = []
+    last = [time.monotonic()]
+    probe = Node("latency_probe", context=run.context)
+
+    def on_au(msg: JointState) -> None:
+        now = probe.get_clock().now().nanoseconds
+        s = stamp_to_ns(msg.header.stamp)
+        stamps.append(s)
+        lat.append((now - s) / 1e6 - 33.0)
+        last[0] = time.monotonic()
+
+    probe.create_subscription(JointState, "evmicro/au", on_au, FRAMES_QOS)
+    run.executor.add_node(probe)
+    run.nodes.append(probe)
+    env = os.environ.copy()
+    gen = subprocess.Popen([sys.executable, "-m", "ros2_evmicro.cli", "loadgen", "--topic", f"/{cam}/events",
+                            "--rate", str(rate), "--packet-ms", "10", "--duration", str(seconds), "--width", str(w),
+                            "--height", str(h), "--subscribers", "1"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        run.spin(seconds + 20, until=lambda: gen.poll() is not None and len(lat) > 0
+                 and time.monotonic() - last[0] > 2.0)
+    finally:
+        gen.kill()
+        au = run.node("au")
+        slicer = run.node("slicer")
+        windows = int(slicer.diag.counters.get("windows", 0))
+        dropped = int(au.diag.counters.get("dropped_frames", 0))
+        run.close()
+    warm = lat[int(len(lat) * 0.1):]  # skip start-up
+    p50, p99 = percentiles(warm, (50, 99))
+    return {"p50": p50, "p99": p99, "n": len(lat), "windows": windows, "dropped": dropped,
+            "scored": len(stamps)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--cases", default="davis:1e6,davis:5e6,evk4:2e7")
+    args = ap.parse_args()
+    import tempfile
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases.split(","):
+            cam, rate = case.split(":")
+            r = run_case(cam, float(rate), args.seconds, Path(tmp))
+            tag = f"{cam} {float(rate) / 1e6:g} Mev/s"
+            rows.append(Row(f"event->AU latency p50 ({tag})", r["p50"], "ms", "goal: one window", 33.0,
+                            lower_is_better=True))
+            rows.append(Row(f"event->AU latency p99 ({tag})", r["p99"], "ms", "goal: one window", 33.0,
+                            lower_is_better=True,
+                            note=f"{r['scored']} frames scored of {r['windows']} windows; {r['dropped']} dropped"))
+    report("Live pipeline: event -> AU latency (slicer + AU SNN + cVAE in one process, source in another)", rows)
+
+
+if __name__ == "__main__":
+    main()
