@@ -12,6 +12,9 @@ real time and the live demo can run on the simulator):
 * Webcam 1920x1080 bgr8 at 30 fps (3 sub-frames per exposure).
 * Data-set generation: ``render_clip`` of 1 s DAVIS346 clips at 100 Hz, as the learnability test uses.
 
+``python -m bench.bench_sim --sessions``: speed of ``evmicro sim session`` (whole session folders written
+with the bag writer) per camera set, anchored on the bare simulator stream of the same subject.
+
 Each stream covers 2 s of a subject performing AU12, AU45 and AU51 over the involuntary background, at
 600 lux; the first 0.2 s of a separate run warm up numba and the caches.
 """
@@ -69,5 +72,54 @@ def main() -> None:
     report("Synthetic rig (bench_sim)", rows)
 
 
+# -- session generator (`evmicro sim session`) ------------------------------------------------------------
+
+SESSION_AUS = (12, 45)
+SESSION_SCALE = 0.05
+
+
+def session_speed(cameras: tuple[str, ...]) -> tuple[float, float, int]:
+    """(generation speed, bare simulator speed) in simulated s per wall s for one session of ``cameras``
+    (AU12 and AU45, protocol phases x 0.05), and the bag size in bytes. The anchor is the same subject's
+    :meth:`SimRig.stream` consumed without writing anything, so the ratio is the cost of serialising and
+    writing the session."""
+    import tempfile
+    from pathlib import Path
+
+    from ros2_evmicro.core.sim.session_gen import SessionSpec, generate_session, main_run_protocol
+
+    spec = SessionSpec(cameras=cameras, aus=SESSION_AUS, time_scale=SESSION_SCALE, seed=0)
+    proto = main_run_protocol(spec.aus, spec.time_scale, seed=spec.seed * 1009 + spec.subject_index,
+                              subject=spec.subject)
+    rig = SimRig(spec.subject_seed, lux=spec.lux, cameras=cameras, timeline=proto, seed=spec.seed)
+    for _ in rig.stream(duration_s=0.2):  # warm-up (numba, caches)
+        pass
+    rig = SimRig(spec.subject_seed, lux=spec.lux, cameras=cameras, timeline=proto, seed=spec.seed)
+    dur = proto.duration_s + 0.5
+    t0 = time.perf_counter()
+    for _ in rig.stream(packet_period_ms=spec.packet_period_ms, duration_s=dur):
+        pass
+    bare = dur / (time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory(prefix="bench_session_") as tmp:
+        t0 = time.perf_counter()
+        res = generate_session(tmp, spec)
+        gen = res.duration_s / (time.perf_counter() - t0)
+        size = sum(f.stat().st_size for f in Path(res.folder).iterdir())
+    return gen, bare, size
+
+
+def main_sessions() -> None:
+    rows = []
+    for cams in (("davis",), ("davis", "webcam"), ("davis", "evk4", "webcam")):
+        gen, bare, size = session_speed(cams)
+        rows.append(Row(f"sim session {'+'.join(cams)}: generation speed", gen, "sim s / wall s",
+                        "SimRig.stream alone, same cameras", bare,
+                        note=f"{gen:.2f}x real time; bag {size / 2**20:.0f} MiB "
+                             f"for {SESSION_AUS} at time scale {SESSION_SCALE}"))
+    report("Simulated sessions (bench_sim --sessions)", rows)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main_sessions() if "--sessions" in sys.argv[1:] else main()

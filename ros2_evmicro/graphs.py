@@ -251,7 +251,10 @@ def _replay(args: dict[str, str]) -> list[NodeDecl]:
         raise GraphError("replay needs bag:=PATH (a session folder or a rosbag2 folder)")
     nodes = [NodeDecl("bag_player", "bag_player",
                       parameters={"bag": args["bag"], "rate": _floatarg(args, "rate"), "loop": _flag(args["loop"]),
-                                  "publish_clock": True})]
+                                  "publish_clock": True,
+                                  # start once the pipeline (and the recorder) listens, so nothing is lost
+                                  "wait_for_topics": [f"/{cam}/events"] + ([f"/{cam}/frames", "/evmicro/au"]
+                                                                          if args["out_dir"] else [])})]
     nodes.append(NodeDecl("slicer", "slicer", namespace=cam,
                           parameters={"roi_mode": "topic", "use_sim_time": True}, param_files=("slicer.yaml",)))
     for d in _inference(cam, args):

@@ -30,7 +30,8 @@ def _session(args: argparse.Namespace) -> int:
     done = generate_sessions(
         args.out, args.subjects, cameras=args.cameras, aus=args.aus, lux=args.lux, time_scale=args.time_scale,
         seed=args.seed, first_subject=args.first_subject, overwrite=args.overwrite,
-        progress=not args.quiet and sys.stderr.isatty(), aps=not args.no_aps, imu=not args.no_imu)
+        progress=not args.quiet and sys.stderr.isatty(), aps=not args.no_aps, imu=not args.no_imu,
+        compression=args.compression)
     wall = time.perf_counter() - t0
     scene = sum(s.duration_s for s in done if not s.skipped)
     for s in done:
@@ -85,6 +86,8 @@ def register(sub) -> None:
     s.add_argument("--overwrite", action="store_true", help="replace session folders that exist")
     s.add_argument("--no-aps", action="store_true", help="leave out the DAVIS346 APS frames")
     s.add_argument("--no-imu", action="store_true", help="leave out the DAVIS346 IMU")
+    s.add_argument("--compression", default="none", choices=("none", "zstd", "lz4"),
+                   help="MCAP chunk compression (raw 1080p webcam frames: about 190 MB per scene second)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_session)
 

@@ -416,7 +416,7 @@ def _describe_data(data: str, clips: Sequence[ClipData]) -> dict:
         src = "simulated" if rows and all(r.get("source") == "sim" for r in rows) else "recorded"
     except DatasetError:
         src = "unknown"
-    return {"path": str(Path(data).resolve()), "clips": len(clips), "subjects": subjects, "source": src}
+    return {"path": str(data), "clips": len(clips), "subjects": subjects, "source": src}
 
 
 def _card(cfg: TrainConfig, model, dataset: dict, metrics: dict[str, float]):
@@ -573,7 +573,7 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[str, int, dict], None] | None
 
     ``on_epoch(fold, epoch, row)`` is called after each epoch (after its state is saved). With
     ``metrics_from`` (another run folder, e.g. the LOSO run of the same model) its overall figures are
-    copied onto the final card of a ``folds='none'`` run as ``loso_*`` metrics.
+    copied onto the final card of a ``folds="none"`` run as ``heldout_*`` metrics.
     """
     import torch
 
@@ -600,7 +600,7 @@ def train(cfg: TrainConfig, *, on_epoch: Callable[[str, int, dict], None] | None
         if metrics_from:
             p = Path(metrics_from) / "results.json"
             try:
-                extra = {f"loso_{k}": float(v) for k, v in json.loads(p.read_text())["overall"].items()}
+                extra = {f"heldout_{k}": float(v) for k, v in json.loads(p.read_text())["overall"].items()}
             except (OSError, KeyError, ValueError) as err:
                 raise TrainError(f"cannot read the overall figures of {p}: {err}") from None
         _finish_all(cfg, out, dataset, extra)
