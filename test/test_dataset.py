@@ -161,6 +161,7 @@ def test_resumable_and_settings_guard(tmp_path):
     assert (r1.written, r1.skipped) == (1, 0)
     f = out / "clips/S02_AU45_t1.npz"
     mtime = f.stat().st_mtime_ns
+    (out / "clips/.S02_AU12_t1.npz.999.tmp").write_bytes(b"half a clip")  # a killed build's leftover
     r2 = build_sim(out, [2], aus=[45, 12], cameras=("davis",), duration_s=DUR_S, quiet=True)
     assert (r2.written, r2.skipped) == (1, 1) and f.stat().st_mtime_ns == mtime
     assert sorted(r["clip_id"] for r in load_index(out)) == ["S02_AU12_t1", "S02_AU45_t1"]

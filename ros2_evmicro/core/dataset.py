@@ -451,6 +451,8 @@ def _run_jobs(out: Path, jobs: list[tuple[str, Callable[[], ClipSource]]], cfg: 
     t0 = time.perf_counter()
     out = Path(out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "clips").glob(".*.tmp"):  # left by a build that was killed while writing
+        stale.unlink(missing_ok=True)
     rep = BuildReport(out, failures=list(prior_failures or []))
     todo = []
     for clip_id, make in jobs:
