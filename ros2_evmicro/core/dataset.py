@@ -45,7 +45,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
 import traceback
@@ -60,6 +59,7 @@ import numpy as np
 
 from ros2_evmicro.core.au import AUS, au_index
 from ros2_evmicro.core.face import FaceError, crop_resize, map_box, square_box
+from ros2_evmicro.core.roi import crop_counts
 from ros2_evmicro.core.slicer import Slicer
 
 __all__ = [
@@ -188,22 +188,6 @@ class ClipSource:
     frames: list[tuple[int, np.ndarray]] = field(default_factory=list)
     boxes: dict[str, BoxTrack] = field(default_factory=dict)
     source: str = ""
-
-
-def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.ndarray:
-    """The slicer node's crop (``nodes/slicer.py`` ``crop_counts``): :func:`crop_resize` of the part of a
-    ``(2, H, W)`` count frame under the crop square (same result as cropping the whole frame)."""
-    x0, y0, x1, y1 = square_box(box, margin)
-    side = max(1, int(round(x1 - x0)))
-    ix0, iy0 = int(math.floor(x0 + 0.5)), int(math.floor(y0 + 0.5))
-    h, w = counts.shape[1:]
-    sx0, sy0 = min(max(ix0, 0), w), min(max(iy0, 0), h)
-    sx1, sy1 = max(min(ix0 + side, w), sx0), max(min(iy0 + side, h), sy0)
-    if sx1 <= sx0 or sy1 <= sy0:
-        return np.zeros((2, out_size, out_size), np.float32)
-    sub = counts[:, sy0:sy1, sx0:sx1]
-    b = tuple(float(v) for v in box)
-    return crop_resize(sub, (b[0] - sx0, b[1] - sy0, b[2] - sx0, b[3] - sy0), out_size, margin, channels_first=True)
 
 
 def window_grid(t_start_us: int, t_end_us: int, window_us: int) -> np.ndarray:

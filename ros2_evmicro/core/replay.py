@@ -36,8 +36,6 @@ from __future__ import annotations
 import heapq
 import json
 import os
-from bisect import bisect_right
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +45,7 @@ import numpy as np
 
 from ros2_evmicro.core.au import AU_CODES, NUM_AUS, au_index
 from ros2_evmicro.core.bagio import BagError, BagReader, events_from_cdr, find_bag_dir
+from ros2_evmicro.core.roi import RoiHistory
 from ros2_evmicro.core.session import segments_from_markers
 
 __all__ = [
@@ -218,31 +217,6 @@ def _foreign_items(path: Path, topics: list[str], camera_map: dict[str, str], lo
 # ---------------------------------------------------------------------------------------------
 # offline pipeline
 # ---------------------------------------------------------------------------------------------
-
-
-class RoiHistory:
-    """The slicer node's face-box history (``nodes/slicer.py``): the last ``maxlen`` boxes with their stamps
-    (ns); a box older than the newest kept is ignored; :meth:`at` gives the newest box stamped at or before
-    ``t_ns`` (the oldest kept when all are newer)."""
-
-    def __init__(self, maxlen: int = 64) -> None:
-        self._stamps: deque[int] = deque(maxlen=maxlen)
-        self._boxes: deque[Box] = deque(maxlen=maxlen)
-
-    def __len__(self) -> int:
-        return len(self._stamps)
-
-    def add(self, stamp_ns: int, box: Box) -> None:
-        if self._stamps and stamp_ns < self._stamps[-1]:
-            return
-        self._stamps.append(int(stamp_ns))
-        self._boxes.append(tuple(float(v) for v in box))
-
-    def at(self, t_ns: int) -> tuple[Box, int] | None:
-        if not self._stamps:
-            return None
-        i = max(bisect_right(self._stamps, int(t_ns)) - 1, 0)
-        return self._boxes[i], self._stamps[i]
 
 
 def _spec_default(node: str, name: str) -> Any:
