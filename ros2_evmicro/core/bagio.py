@@ -42,7 +42,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import numpy as np
 
@@ -61,6 +61,11 @@ from ros2_evmicro.core.wire import (
     wire_view,
 )
 
+if TYPE_CHECKING:  # rosbags is imported lazily at run time
+    from rosbags.interfaces import Qos
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys.store import Typestore
+
 __all__ = [
     "BagCheck",
     "BagError",
@@ -78,7 +83,7 @@ __all__ = [
 ]
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
-ROSBAG2_VERSION = 8
+ROSBAG2_VERSION: Final = 8
 DEFAULT_CHUNK_SIZE = 768 * 1024  # rosbag2's MCAP default chunk size
 _OP_HEADER, _OP_FOOTER, _OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
 _OP_MSG_INDEX, _OP_CHUNK_INDEX, _OP_STATISTICS, _OP_METADATA = 0x07, 0x08, 0x0B, 0x0C
@@ -766,7 +771,7 @@ class BagWriter:
         self._schemas: dict[str, int] = {}
         self.files: list[_FileMeta] = []
         self._cur: _McapFile | None = None
-        self._sqlite = None
+        self._sqlite: Writer | None = None
         self._sqlite_conns: dict[int, Any] = {}
         self.closed = False
         if storage == "mcap":
@@ -780,6 +785,12 @@ class BagWriter:
         self.write_metadata()
 
     # -- files ------------------------------------------------------------------------------------------
+    def _sqlite_writer(self) -> Writer:
+        """The rosbags sqlite3 writer (sqlite3 storage, until :meth:`close`)."""
+        if self._sqlite is None:
+            raise BagError(f"bag {self.path} has no open sqlite3 writer")
+        return self._sqlite
+
     def _open_file(self) -> None:
         fname = f"{self.name}_{len(self.files)}.mcap"
         self._cur = _McapFile(
@@ -854,10 +865,11 @@ class BagWriter:
         if msgdef is None:
             msgdef, h = msgdef_for(msgtype)
             type_hash = type_hash or h
+        qos_list: list[Qos]
         if qos is None:
             qos_list = []
         elif hasattr(qos, "history"):  # one rosbags Qos (a NamedTuple, so test before list/tuple)
-            qos_list = [qos]
+            qos_list = [cast("Qos", qos)]
         else:
             qos_list = list(qos)
         try:
@@ -872,7 +884,7 @@ class BagWriter:
         if self._cur is not None:
             self._cur.add_conn(conn)
         else:
-            self._sqlite_conns[conn.cid] = self._sqlite.add_connection(
+            self._sqlite_conns[conn.cid] = self._sqlite_writer().add_connection(
                 name,
                 msgtype,
                 msgdef=msgdef,
@@ -899,7 +911,7 @@ class BagWriter:
         if self._cur is not None:
             self._cur.write(conn.cid, t_ns, data)
         else:
-            self._sqlite.write(self._sqlite_conns[conn.cid], t_ns, bytes(memoryview(data).cast("B")))
+            self._sqlite_writer().write(self._sqlite_conns[conn.cid], t_ns, bytes(memoryview(data).cast("B")))
 
     def write_msg(self, topic: str, msg: Any, t_ns: int, msgtype: str | None = None, qos=None) -> None:
         """Serialise a rosbags message object and write it (registering the topic on first use)."""
@@ -1212,15 +1224,16 @@ class BagReader:
         single = p.is_file() and p.suffix in (".mcap", ".db3")
         self.path = p if single else find_bag_dir(p)
         self.wanted = None if topics is None else set(topics)
-        self._reader = Reader(self.path)
+        reader = Reader(self.path)
+        self._reader: Reader | None = reader
         try:
-            self._reader.open()
+            reader.open()
         except (ReaderError, KeyError, ValueError) as err:
             raise BagError(
                 f"cannot read bag {self.path}: {err} (`evmicro bag check` says why; "
                 "`evmicro bag repair` recovers a bag whose writer was killed)"
             ) from None
-        self.typestore = _reader_typestore(self._reader.connections)
+        self.typestore = _reader_typestore(reader.connections)
         if single:
             self.storage = "mcap" if p.suffix == ".mcap" else "sqlite3"
             self.files = [p.name]
@@ -1228,18 +1241,24 @@ class BagReader:
             self.storage, paths, _, _ = _bag_files(self.path)
             self.files = [f.name for f in paths]
         if self.wanted is not None:
-            have = {c.topic for c in self._reader.connections}
+            have = {c.topic for c in reader.connections}
             missing = self.wanted - have
             if missing:
                 self.close()
                 raise BagError(f"bag {self.path} has no topic {sorted(missing)}; it has {sorted(have)}")
+
+    def _live_reader(self) -> Reader:
+        """The open rosbags reader (until :meth:`close`)."""
+        if self._reader is None:
+            raise BagError(f"bag {self.path} is closed")
+        return self._reader
 
     # -- summary ---------------------------------------------------------------------------------------
     @property
     def topics(self) -> dict[str, tuple[str, int]]:
         """{topic: (msgtype, message count)}."""
         out: dict[str, tuple[str, int]] = {}
-        for c in self._reader.connections:
+        for c in self._live_reader().connections:
             t, n = out.get(c.topic, (c.msgtype, 0))
             out[c.topic] = (t, n + c.msgcount)
         return out
@@ -1254,16 +1273,16 @@ class BagReader:
 
     @property
     def start_ns(self) -> int:
-        return int(self._reader.start_time)
+        return int(self._live_reader().start_time)
 
     @property
     def end_ns(self) -> int:
-        return int(self._reader.end_time)
+        return int(self._live_reader().end_time)
 
     # -- iteration -------------------------------------------------------------------------------------
     def _conns(self, topics: Iterable[str] | None = None):
         want = set(topics) if topics is not None else self.wanted
-        return [c for c in self._reader.connections if want is None or c.topic in want]
+        return [c for c in self._live_reader().connections if want is None or c.topic in want]
 
     def raw(
         self, topics: Iterable[str] | None = None, start_ns: int | None = None, stop_ns: int | None = None
@@ -1272,7 +1291,7 @@ class BagReader:
         conns = self._conns(topics)
         if not conns:
             return
-        for c, t, raw in self._reader.messages(connections=conns, start=start_ns, stop=stop_ns):
+        for c, t, raw in self._live_reader().messages(connections=conns, start=start_ns, stop=stop_ns):
             yield RawMessage(c.topic, c.msgtype, int(t), raw)
 
     def __iter__(self) -> Iterator[RawMessage]:
@@ -1325,7 +1344,7 @@ class BagReader:
         self.close()
 
 
-def _reader_typestore(connections):
+def _reader_typestore(connections: Iterable[Any]) -> Typestore:
     """A typestore with the Jazzy types plus those the bag defines (or known fallbacks)."""
     from rosbags.typesys import Stores, get_types_from_msg
     from rosbags.typesys import get_typestore as _get
@@ -1559,11 +1578,11 @@ def _scan_mcap(path: Path) -> _Scan:
                 if nmsg:
                     start, end = min(start, s), max(end, e)
             elif op == _OP_MSG_INDEX:
-                body = fh.read(ln)
+                idx_body = fh.read(ln)
                 if last_chunk is None:
                     chk.problems.append(f"message index without a chunk at byte {pos}")
                     break
-                (cid,) = struct.unpack_from("<H", body, 0)
+                (cid,) = struct.unpack_from("<H", idx_body, 0)
                 last_chunk.index_offsets[cid] = pos
                 last_chunk.index_length += 9 + ln
                 seen_index.add(cid)

@@ -130,7 +130,9 @@ def _gray8(image: np.ndarray) -> np.ndarray:
     if img.ndim != 2:
         raise CalibError(f"expected a grey (H, W) or BGR (H, W, 3) image, got shape {np.shape(image)}")
     if img.dtype != np.uint8:
-        img = cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        # cv2 stubs demand a dst array; None (allocate one) is valid at run time
+        img = cv2.normalize(img.astype(np.float32), None, 0, 255,  # type: ignore[call-overload]
+                            cv2.NORM_MINMAX).astype(np.uint8)
     return img
 
 
@@ -193,6 +195,8 @@ def calibrate_intrinsics(
             f"chessboard {pattern} found in {len(img_pts)} image(s), need at least {min_views}: show the whole "
             "board, at several angles, well lit (or blinking, for an event camera)"
         )
+    if size is None:
+        raise CalibError(f"no calibration image given (min_views={min_views})")
     rms, K, D, _, _ = cv2.calibrateCamera(obj_pts, img_pts, size, None, None, flags=flags)
     return CameraIntrinsics(size[0], size[1], K, D.reshape(-1), rms_px=float(rms), n_views=len(img_pts))
 

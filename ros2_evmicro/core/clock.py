@@ -175,7 +175,8 @@ class Pacer:
             self.start(dev_us)
         if self.rate == 0:
             return 0.0
-        return self.wall0 + (int(dev_us) - self.dev0) / 1e6 / self.rate - self.clock()
+        dev0 = self.dev0 if self.dev0 is not None else int(dev_us)  # start() has set it
+        return self.wall0 + (int(dev_us) - dev0) / 1e6 / self.rate - self.clock()
 
     def wait(self, dev_us: int, max_sleep_s: float = 0.5) -> bool:
         """Sleep up to ``max_sleep_s`` towards ``dev_us``; True when it is due (call again otherwise)."""

@@ -307,10 +307,10 @@ def compose_dashboard(
             raise DashboardError(f"AU history must be (T, {NUM_AUS}), got {hist.shape}")
         if times is None or len(times) != len(hist):
             raise DashboardError("AU history needs one time per row (au_times)")
-    has_au = hist is not None and len(hist) > 0
-    current = hist[-1] if has_au else None
+    has_au = hist is not None and len(hist) > 0  # then times is not None either (checked above)
+    current = hist[-1] if hist is not None and has_au else None
     if now_s is None:
-        now_s = float(times[-1]) if has_au else 0.0
+        now_s = float(times[-1]) if times is not None and has_au else 0.0
     lay, static = _layout_and_static(W, H, float(strip_s), float(on_threshold), face_title, title)
     img = static.copy()
     fs, m, bh = lay.fs, lay.m, lay.bh
@@ -342,7 +342,7 @@ def compose_dashboard(
 
     # strip chart
     gx, gy, gw, gh = lay.strip
-    if has_au:
+    if hist is not None and times is not None and has_au:
         n_cols = max(10, min(gw, int(strip_s * 20)))
         hm = au_heatmap(hist, times, now_s, strip_s, n_cols)
         col = cv2.applyColorMap((np.clip(hm, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)

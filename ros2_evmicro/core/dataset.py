@@ -52,7 +52,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -133,7 +133,7 @@ class BoxTrack:
 
     @classmethod
     def constant(cls, box) -> BoxTrack:
-        return cls([-(2**62)], [tuple(float(v) for v in box)])
+        return cls([-(2**62)], [cast(tuple[float, float, float, float], tuple(float(v) for v in box))])
 
     def __len__(self) -> int:
         return len(self.stamps_us)
@@ -143,7 +143,7 @@ class BoxTrack:
         if self.stamps_us and stamp_us < self.stamps_us[-1]:
             return
         self.stamps_us.append(int(stamp_us))
-        self.boxes.append(tuple(float(v) for v in box))
+        self.boxes.append(cast(tuple[float, float, float, float], tuple(float(v) for v in box)))
 
     def at(self, t_us: int) -> tuple[float, float, float, float]:
         """Newest box stamped at or before ``t_us``; the oldest one when all are newer."""
@@ -317,7 +317,7 @@ def write_clip(out: Path, arrays: dict[str, np.ndarray]) -> Path:
     path = Path(out) / row["file"]
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs: a key might be allow_pickle
     _atomic_bytes(path, buf.getvalue())
     return path
 
@@ -573,7 +573,7 @@ def build_sim(out: str | os.PathLike, subjects: int | Sequence[int], *, cameras:
     subs = list(range(1, int(subjects) + 1)) if isinstance(subjects, int) else [int(s) for s in subjects]
     if not subs or int(trials) < 1:
         raise DatasetError(f"need >= 1 subject and trial, got {subs} and {trials}")
-    jobs = []
+    jobs: list[tuple[str, Callable[[], ClipSource]]] = []
     for s in subs:
         for au in _parse_aus(aus):
             for k in range(1, int(trials) + 1):
@@ -732,7 +732,8 @@ def session_clip_sources(folder: str | os.PathLike, cfg: BuildConfig = BuildConf
     segs = segments_from_markers(markers)
     rec0 = int(info.start_ns or bag_start)
     rec1 = int(info.end_ns or bag_end)
-    jobs, skipped = [], []
+    jobs: list[tuple[str, Callable[[], ClipSource]]] = []
+    skipped: list[dict] = []
     for s in segs:
         if s.run not in ("main", ""):
             continue

@@ -106,9 +106,10 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike | None = None, 
     rep = EvalReport(run, cfg)
     out_dir = Path(out) if out else run / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    all_scores, all_labels = [], []
-    grid = None
-    weights = []
+    all_scores: list[np.ndarray] = []
+    all_labels: list[np.ndarray] = []
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (inputs, reconstructions, targets)
+    weights: list[int] = []
     for fold in folds:
         try:
             model, _card = load_checkpoint(run / fold / "model", device=dev)
@@ -144,6 +145,8 @@ def evaluate_run(run: str | os.PathLike, data: str | os.PathLike | None = None, 
         keys = ("mse", "rmse", "mae", "psnr", "ssim", "ncc")
         rep.overall = {k: float(np.average([rep.folds[f][k] for f in rep.folds], weights=w)) for k in keys}
         rep.overall["frames"] = float(w.sum())
+        if grid is None:  # every fold with test clips sets it; rep.folds is not empty
+            raise EvaluateError(f"no reconstruction to plot for {run}")
         rep.files.append(plot_recon_grid(*grid, out_dir / "recon_grid.png",
                                          title=f"cVAE ({cfg.sensor}): events / reconstruction / ground truth"))
         per_fold = markdown_table(

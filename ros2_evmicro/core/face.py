@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -273,7 +274,8 @@ class FaceDetector:
                 num_threads=num_threads,
             )
         else:
-            path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+            # cv2.data ships with opencv-python but is missing from its type stubs
+            path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
             self._haar = cv2.CascadeClassifier(path)
             if self._haar.empty():
                 raise FaceError(f"could not load OpenCV's Haar cascade {path} (opencv 4.x ships it)")
@@ -383,7 +385,7 @@ class BoxTracker:
             if not dets:
                 return None
             best = max(dets, key=lambda d: (d[0][2] - d[0][0]) * (d[0][3] - d[0][1]) * max(d[1], 1e-6))
-            st.box = tuple(float(v) for v in best[0])
+            st.box = cast(Box, tuple(float(v) for v in best[0]))
             st.missed = 0
             st.hits = 1
             return st.box
@@ -394,7 +396,7 @@ class BoxTracker:
                 match, best_iou = b, iou
         if match is not None and best_iou >= self.iou_gate:
             old = np.asarray(st.box)
-            st.box = tuple(float(v) for v in self.alpha * match + (1 - self.alpha) * old)
+            st.box = cast(Box, tuple(float(v) for v in self.alpha * match + (1 - self.alpha) * old))
             st.missed = 0
             st.hits += 1
             return st.box

@@ -156,7 +156,7 @@ def recon_metrics(recon, target, data_range: float = 1.0) -> dict[str, float]:
     t = np.asarray(target, dtype=np.float64)
     if r.shape != t.shape or r.ndim != 3 or not len(r):
         raise MetricsError(f"recon and target must be the same (N, H, W) with N >= 1, got {r.shape}, {t.shape}")
-    per = {"mse": [], "rmse": [], "mae": [], "psnr": [], "ssim": [], "ncc": []}
+    per: dict[str, list[float]] = {"mse": [], "rmse": [], "mae": [], "psnr": [], "ssim": [], "ncc": []}
     for a, b in zip(r, t, strict=True):
         m = mse(a, b)
         per["mse"].append(m)

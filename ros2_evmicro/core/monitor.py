@@ -423,15 +423,15 @@ class DriverMonitor:
         # indicators -> scores -> levels
         self._drowsy_a = self._assess_drowsiness(closed_s)
         self._distract_a = self._assess_distraction(away_now)
-        for name, tracker, a in (("drowsiness", self.drowsy, self._drowsy_a),
-                                 ("distraction", self.distract, self._distract_a)):
+        for name, tracker, asm in (("drowsiness", self.drowsy, self._drowsy_a),
+                                   ("distraction", self.distract, self._distract_a)):
             prev = tracker.level
-            new = tracker.update(t_ns, a.score)
-            a.level = LEVELS[tracker.level]
+            new = tracker.update(t_ns, asm.score)
+            asm.level = LEVELS[tracker.level]
             if new is not None:
-                events.append(self._event(t_ns, name, f"{LEVELS[prev]} -> {LEVELS[new]}: {a.reason}",
-                                          level=LEVELS[new], previous=LEVELS[prev], score=a.score,
-                                          reason=a.reason))
+                events.append(self._event(t_ns, name, f"{LEVELS[prev]} -> {LEVELS[new]}: {asm.reason}",
+                                          level=LEVELS[new], previous=LEVELS[prev], score=asm.score,
+                                          reason=asm.reason))
         return events
 
     def _event(self, t_ns: int, kind: str, message: str, **extra: Any) -> dict[str, Any]:

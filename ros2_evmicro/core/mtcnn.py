@@ -196,11 +196,11 @@ def batched_nms(
                          f"{groups.shape[0]}")  # fmt: skip
     if boxes.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
-    keep = []
+    kept = []
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
-        keep.append(idx[nms(boxes[idx], scores[idx], threshold, method)])
-    keep = np.concatenate(keep)
+        kept.append(idx[nms(boxes[idx], scores[idx], threshold, method)])
+    keep = np.concatenate(kept)
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
@@ -216,16 +216,16 @@ def _imresample(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _generate_boxes(reg: torch.Tensor, probs: torch.Tensor, scale: float, thresh: float) -> np.ndarray:
     """P-Net map -> candidate boxes ``(N, 9)``: x0, y0, x1, y1, score, 4 regression offsets."""
     stride, cell = 2, 12
-    reg = reg[0].numpy()  # (4, h, w)
-    probs = probs[0, 1].numpy()  # (h, w)
-    ys, xs = np.nonzero(probs >= thresh)
+    reg_np = reg[0].numpy()  # (4, h, w)
+    prob_np = probs[0, 1].numpy()  # (h, w)
+    ys, xs = np.nonzero(prob_np >= thresh)
     if ys.size == 0:
         return np.zeros((0, 9), dtype=np.float32)
     q1x = np.floor((stride * xs + 1) / scale)
     q1y = np.floor((stride * ys + 1) / scale)
     q2x = np.floor((stride * xs + cell) / scale)
     q2y = np.floor((stride * ys + cell) / scale)
-    out = np.stack([q1x, q1y, q2x, q2y, probs[ys, xs], *(reg[k, ys, xs] for k in range(4))], axis=1)
+    out = np.stack([q1x, q1y, q2x, q2y, prob_np[ys, xs], *(reg_np[k, ys, xs] for k in range(4))], axis=1)
     return out.astype(np.float32)
 
 

@@ -443,6 +443,8 @@ class ProtocolStateMachine:
         if self.done:
             return out
         st = self.step
+        if st is None:
+            raise ProtocolError("cannot redo: no current AU step")
         out.append(self._marker("redo", int(now_ns)))
         self.s.trials[st.au] = self.trial + 1
         self.s.paused = False

@@ -39,7 +39,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -436,7 +436,7 @@ def _roi_for(frame, cfg: ReplayConfig, rois: RoiHistory, w: int, h: int) -> tupl
     if cfg.roi_mode == "full":
         return (0.0, 0.0, float(w), float(h)), 0.0, "full"
     if cfg.roi_mode == "fixed":
-        return tuple(float(v) for v in cfg.roi_box), cfg.crop_margin, "fixed"
+        return cast(Box, tuple(float(v) for v in cfg.roi_box)), cfg.crop_margin, "fixed"
     if cfg.roi_mode == "topic":
         hit = rois.at(frame.t_end_us * 1000)
         if hit is not None:

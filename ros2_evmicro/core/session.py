@@ -498,7 +498,7 @@ def _write_mp4(path: Path, r: BagReader, topic: str, t0: int, t1: int) -> Path |
                 raise SessionError(f"cannot export {topic} frames with encoding {m.encoding} to MP4")
             if vw is None:
                 h, w = img.shape[:2]
-                vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                vw = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
                 if not vw.isOpened():
                     raise SessionError(f"OpenCV cannot write {path} (mp4v codec missing)")
             vw.write(np.ascontiguousarray(img))

@@ -194,7 +194,7 @@ def _fields(events) -> tuple[np.ndarray, int | None, int | None]:
     return events, None, None
 
 
-_FIELDS = {name: EVENT_DTYPE.fields[name][0] for name in EVENT_DTYPE.names}
+_FIELDS = {name: spec[0] for name, spec in (EVENT_DTYPE.fields or {}).items()}
 
 
 def _check_events(events) -> np.ndarray:
@@ -465,8 +465,14 @@ class Slicer:
         self._n_ev[s] = 0
         self._n_late[s] = 0
 
+    def _grid_origin(self) -> int:
+        """``_origin`` once the first event (or ``t0``) has fixed the window grid."""
+        if self._origin is None:
+            raise SlicerError("internal: the window grid has no origin before the first event")
+        return self._origin
+
     def _emit(self, k: int) -> Frame:
-        t_s = self._origin + k * self.window_us
+        t_s = self._grid_origin() + k * self.window_us
         hit = np.flatnonzero(self._slot_k == k)
         if hit.size:
             s = int(hit[0])
@@ -506,7 +512,7 @@ class Slicer:
     def _closable_k(self) -> int:
         """First window index that must stay open given the watermark."""
         # window k closes when wm >= origin + (k + 1) * window + tol
-        return int((int(self._wm) - self.late_tolerance_us - self._origin) // self.window_us)
+        return int((int(self._wm) - self.late_tolerance_us - self._grid_origin()) // self.window_us)
 
     # -- API ---------------------------------------------------------------------------------
 

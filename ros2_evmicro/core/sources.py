@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from ros2_evmicro.core.codecs import CodecError
 from ros2_evmicro.core.codecs.aedat4 import dv_events_to_array
 from ros2_evmicro.core.events import EVENT_DTYPE, empty_events
 from ros2_evmicro.core.stream import EventsItem, FrameItem, ImuItem, SourceError, SourceInfo, TriggerItem
+
+if TYPE_CHECKING:
+    from ros2_evmicro.core.codecs.eventpacket import BagEventPacket
 
 __all__ = [
     "DAVIS_BIASES",
@@ -580,7 +583,7 @@ class RawFileSource:
                                meta={"path": str(self.path), "format": self.reader.fmt, "header": dict(hdr.fields)})
         self.damage: str | None = None
         self.chunk_bytes = int(chunk_bytes)
-        self._fh = self.path.open("rb")
+        self._fh: BinaryIO | None = self.path.open("rb")
         self._fh.seek(hdr.payload_offset)
 
     def read(self, timeout_s: float = 0.05) -> list | None:
@@ -633,7 +636,7 @@ class EventPacketBagSource:
             raise SourceError(f"bag {self.path} holds no EventPacket message") from None
         except CodecError as err:
             raise SourceError(str(err)) from None
-        self._first = first
+        self._first: BagEventPacket | None = first
         self.damage: str | None = None
         self.n_messages = 0
         self.info = SourceInfo(first.info.width, first.info.height, serial=first.info.frame_id, live=False,
@@ -683,7 +686,7 @@ class Evt3FileWriter:
             raise SourceError(f"cannot record RAW to {path}: folder {path.parent} does not exist")
         self.path = path
         self.n_events = 0
-        self._fh = path.open("wb")
+        self._fh: BinaryIO | None = path.open("wb")
         header = (
             "% camera_integrator_name Prophesee\n"
             f"% date {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
@@ -922,7 +925,7 @@ class WebcamSource:
                 cap.release()
                 raise SourceError(f"no webcam at {dev!r} (plug it in, check /dev/video*, or use source:=file)")
             if fourcc:
-                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc[:4].ljust(4)))
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*fourcc[:4].ljust(4)))
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(width))
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(height))
             cap.set(cv2.CAP_PROP_FPS, float(fps))
@@ -936,7 +939,7 @@ class WebcamSource:
             if not cap.isOpened():
                 cap.release()
                 raise SourceError(f"OpenCV cannot open the video file {dev} (unknown container or codec)")
-        self.cap = cap
+        self.cap: cv2.VideoCapture | None = cap
         w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) or int(width)
         h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) or int(height)
         f = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

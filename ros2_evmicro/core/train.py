@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def load_clips(data: str | os.PathLike, cfg: TrainConfig) -> list[ClipData]:
                     continue
                 x = z[key]
                 target = z["gray"] if need_target else None
-                perform = tuple(int(v) for v in z["perform"])
+                perform = cast(tuple[int, int], tuple(int(v) for v in z["perform"]))
         except (OSError, ValueError, KeyError) as err:
             raise TrainError(f"cannot read clip {p}: {err}") from None
         out.append(ClipData(r["clip_id"], r["subject"], int(r["label"]), perform, x, target))
@@ -237,6 +237,8 @@ def frame_pairs(clips: Sequence[ClipData], cfg: TrainConfig) -> tuple[np.ndarray
     cs, xs = [], []
     for c in clips:
         a, b = clip_window(len(c.x), c.perform, cfg.max_frames)
+        if c.target is None:
+            raise TrainError(f"clip {c.clip_id} has no gray target frames (the cVAE's)")
         cs.append(c.x[a:b].astype(np.float32))
         xs.append(c.target[a:b].astype(np.float32) / np.float32(255.0))
     if not cs:
@@ -482,7 +484,7 @@ def _run_fold(cfg: TrainConfig, fold: str, fold_idx: int, clips: list[ClipData],
         torch.manual_seed(cfg.seed * 1_000_003 + fold_idx * 1009 + epoch)
         rng = np.random.default_rng([cfg.seed, fold_idx, epoch])
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
-        if is_cvae:
+        if pairs is not None and test_pairs is not None:  # the cVAE
             row["train_loss"] = _train_cvae_epoch(model, opt, pairs, cfg, rng, dev)
             if len(test_c):
                 rec = reconstruct_frames(model, test_pairs[0], dev)
@@ -507,7 +509,7 @@ def _run_fold(cfg: TrainConfig, fold: str, fold_idx: int, clips: list[ClipData],
             on_epoch(fold, epoch + 1, row)
     bar.close()
     metrics: dict[str, float] = {}
-    if is_cvae:
+    if pairs is not None and test_pairs is not None:  # the cVAE
         if len(test_c):
             rec = reconstruct_frames(model, test_pairs[0], dev)
             metrics = recon_metrics(rec[:, 0], test_pairs[1][:, 0])

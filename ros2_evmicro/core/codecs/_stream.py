@@ -7,6 +7,9 @@ stream can be fed in chunks split at any byte boundary and decode exactly as in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import numpy as np
 
 from ros2_evmicro.core.codecs._common import (
@@ -42,10 +45,12 @@ class StreamingDecoder:
     """
 
     WORD_BYTES = 2
-    WORD_DTYPE = np.dtype("<u2")
+    WORD_DTYPE: np.dtype = np.dtype("<u2")
     MAX_EVENTS_PER_WORD = 1
     MAX_COORD = 2048
     FORMAT = ""
+    # the numba kernel, set by each subclass as a staticmethod
+    _kernel: ClassVar[Callable[..., tuple[int, int, int]]]
 
     def __init__(self, width: int, height: int) -> None:
         try:

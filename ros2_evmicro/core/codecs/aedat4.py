@@ -83,7 +83,8 @@ def _convert_into(a: np.ndarray, out: np.ndarray) -> None:
     """Write dv's numpy events ``a`` into the EVENT_DTYPE array ``out`` (same length)."""
     n = len(a)
     dt = a.dtype
-    fast = dt.itemsize == 16 and dt.fields["timestamp"][1] == 0 and dt.fields["x"][1] == 8
+    fields = dt.fields
+    fast = dt.itemsize == 16 and fields is not None and fields["timestamp"][1] == 0 and fields["x"][1] == 8
     if fast and a.flags.c_contiguous:
         _dv_to_event_rows(a.view(np.int64).reshape(n, 2), out.view(np.int64).reshape(n, 2))
     else:  # another layout: field by field

@@ -118,7 +118,7 @@ def read_eventpacket_bag(path: str | os.PathLike, topic: str | None = None) -> I
         if not cons:
             found = sorted({(c.topic, c.msgtype) for c in reader.connections})
             raise CodecError(f"bag {path} has no {EVENT_PACKET_TYPE} topic; it holds {found}")
-        decoders: dict[str, object] = {}
+        decoders: dict[str, Evt3Decoder | LibcaerDecoder] = {}
         for con, bag_time, raw in reader.messages(connections=cons):
             try:
                 msg = reader.deserialize(raw, con.msgtype)
@@ -131,7 +131,9 @@ def read_eventpacket_bag(path: str | os.PathLike, topic: str | None = None) -> I
         reader.close()
 
 
-def _decode_message(topic: str, bag_time: int, msg, decoders: dict) -> BagEventPacket:
+def _decode_message(
+    topic: str, bag_time: int, msg, decoders: dict[str, Evt3Decoder | LibcaerDecoder]
+) -> BagEventPacket:
     enc = str(msg.encoding)
     info = EventPacketInfo(
         topic=topic,
@@ -151,15 +153,15 @@ def _decode_message(topic: str, bag_time: int, msg, decoders: dict) -> BagEventP
         raise CodecError(
             f"topic {topic}: EventPacket encoding {enc!r} is not supported (supported: {ENCODINGS})"
         )
+    # enc is one of ENCODINGS here, so the decoder's class tells its encoding
     if (
         dec is None
-        or getattr(dec, "encoding", None) != enc
+        or isinstance(dec, Evt3Decoder) != (enc == "evt3")
         or (dec.width, dec.height) != (info.width, info.height)
     ):
         dec = (
             Evt3Decoder(info.width, info.height) if enc == "evt3" else LibcaerDecoder(info.width, info.height)
         )
-        dec.encoding = enc
         decoders[topic] = dec
     if info.is_bigendian:
         word = 2 if enc == "evt3" else 4
@@ -170,7 +172,7 @@ def _decode_message(topic: str, bag_time: int, msg, decoders: dict) -> BagEventP
         else:
             payload = payload.view(">u4").astype("<u4").view(np.uint8)
     events = dec.decode(payload)
-    triggers = dec.pop_triggers() if enc == "evt3" else np.zeros(0, dtype=TRIGGER_DTYPE)
+    triggers = dec.pop_triggers() if isinstance(dec, Evt3Decoder) else np.zeros(0, dtype=TRIGGER_DTYPE)
     return BagEventPacket(bag_time, stamp, info, events, triggers)
 
 

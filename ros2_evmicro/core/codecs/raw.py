@@ -176,13 +176,15 @@ class RawReader:
             raise CodecError(
                 f"RAW file {self.path}: event format {self.fmt!r} is not supported (supported: evt3, evt2)"
             )
-        self.width = int(width) if width is not None else hdr.width
-        self.height = int(height) if height is not None else hdr.height
-        if self.width is None or self.height is None:
+        w = int(width) if width is not None else hdr.width
+        h = int(height) if height is not None else hdr.height
+        if w is None or h is None:
             raise CodecError(
                 f"RAW file {self.path}: the header gives no geometry (no '% geometry' or '% format' size) "
                 f"and the plugin {hdr.plugin_name!r} is not a known one; pass width= and height="
             )
+        self.width: int = w
+        self.height: int = h
         self.payload_bytes = self.path.stat().st_size - hdr.payload_offset
         self.triggers = np.zeros(0, dtype=TRIGGER_DTYPE)
         self.truncated_bytes = 0

@@ -34,12 +34,16 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from ros2_evmicro.core.models.snn import AUSNN, ModelInputError, reset_lanes, reset_state
+
+if TYPE_CHECKING:
+    from ros2_evmicro.core.models.cvae import CVAE
 
 __all__ = [
     "AUStreamer",
@@ -231,10 +235,11 @@ class Reconstructor:
         self.device = resolve_device(device)
         _check_half(self.device, half)
         self.half = half
-        self.model = cvae.to(self.device).eval()
+        model = cast("CVAE", cvae)  # duck-typed: a module with CVAE's ``cfg`` and ``reconstruct``
+        self.model = model.to(self.device).eval()
         if half:
             self.model = self.model.half()
-        cfg = cvae.cfg
+        cfg = model.cfg
         self._shape = (cfg.cond_channels, cfg.cond_height, cfg.cond_width)
 
     @torch.inference_mode()
@@ -244,8 +249,8 @@ class Reconstructor:
         c = _as_frames(frame, self._shape, 3).unsqueeze(0).to(self.device, non_blocking=True)
         if self.half:
             c = c.half()
-        img = self.model.reconstruct(c, generator)[0]
-        img = (img.float().clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8).cpu().numpy()
+        rec = self.model.reconstruct(c, generator)[0]
+        img = (rec.float().clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8).cpu().numpy()
         return img[0] if img.shape[0] == 1 else np.ascontiguousarray(img.transpose(1, 2, 0))
 
     def warm_up(self, n: int = 3) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numba
@@ -121,13 +122,13 @@ class Subject:
 
 
 def _mix(a, b, k: float) -> tuple[float, float, float]:
-    return tuple(float(x + (y - x) * k) for x, y in zip(a, b, strict=True))
+    return cast(tuple[float, float, float], tuple(float(x + (y - x) * k) for x, y in zip(a, b, strict=True)))
 
 
 def _scale(a, k) -> tuple[float, float, float]:
     if np.isscalar(k):
         k = (k, k, k)
-    return tuple(float(min(1.0, x * m)) for x, m in zip(a, k, strict=True))
+    return cast(tuple[float, float, float], tuple(float(min(1.0, x * m)) for x, m in zip(a, k, strict=True)))
 
 
 def subject_from_seed(seed: int, *, glasses: bool | None = None) -> Subject:
@@ -382,9 +383,9 @@ class FaceRenderer:
         self._ellipse(img, back_c, back_ax, 0, hair_c)
         self._ellipse(alpha, back_c, back_ax, 0, (1, 1, 1))
         if sub.hair_style == "long":
-            pts = [(-sub.ax * 1.1, -0.4), (sub.ax * 1.1, -0.4), (sub.ax * 1.2, 1.6), (-sub.ax * 1.2, 1.6)]
-            self._poly(img, pts, hair_c)
-            self._poly(alpha, pts, (1, 1, 1))
+            mane = [(-sub.ax * 1.1, -0.4), (sub.ax * 1.1, -0.4), (sub.ax * 1.2, 1.6), (-sub.ax * 1.2, 1.6)]
+            self._poly(img, mane, hair_c)
+            self._poly(alpha, mane, (1, 1, 1))
         # ears
         for side in (-1, 1):
             c = (side * sub.ax * 1.02, sub.ear_y)
@@ -404,9 +405,9 @@ class FaceRenderer:
             if sub.hair_style == "fringe":
                 yl = yl + 0.3 * np.exp(-((xs - rng.uniform(-0.3, 0.3)) / 0.6) ** 2)
             top = [(x, -sub.ay * 1.45) for x in (sub.ax * 1.2, -sub.ax * 1.2)]
-            side = [(-sub.ax * 1.06, 0.0)] if sub.hair_style != "short" else [(-sub.ax * 1.02, -0.35)]
-            pts = np.vstack([np.array(side), np.stack([xs, yl], 1),
-                             np.array([(-p[0], p[1]) for p in side[::-1]]), np.array(top)])
+            flank = [(-sub.ax * 1.06, 0.0)] if sub.hair_style != "short" else [(-sub.ax * 1.02, -0.35)]
+            pts = np.vstack([np.array(flank), np.stack([xs, yl], 1),
+                             np.array([(-p[0], p[1]) for p in flank[::-1]]), np.array(top)])
             clip = np.zeros_like(alpha)
             self._ellipse(clip, back_c, (back_ax[0] * 1.01, back_ax[1] * 1.01), 0, (1, 1, 1))
             front = np.zeros_like(alpha)
@@ -435,7 +436,7 @@ class FaceRenderer:
         rng = np.random.default_rng([sub.seed, 0x7E47])
         coarse = rng.normal(0, 1, (max(2, h // 12), max(2, w // 12))).astype(np.float32)
         tex = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC) * (sub.texture_amp * 0.6)
-        fine = rng.normal(0, 1, (h, w)).astype(np.float32)
+        fine: np.ndarray = rng.normal(0, 1, (h, w)).astype(np.float32)
         fine = cv2.GaussianBlur(fine, (0, 0), max(0.5, 0.006 * s))
         tex += fine * (sub.texture_amp * 0.8 / max(0.2, float(fine.std())))
         tex += 1.0
@@ -445,7 +446,7 @@ class FaceRenderer:
             r = rng.uniform(0.008, 0.02)
             cv2.circle(tex, (int(c[0] * s + self.cx), int(c[1] * s + self.cy)), max(1, int(r * s)),
                        float(rng.uniform(0.6, 0.85)), -1)
-        shade = np.zeros((h, w), np.float32)
+        shade: np.ndarray = np.zeros((h, w), np.float32)
 
         def blob(c, axes, val, angle=0.0):
             cv2.ellipse(shade, (int(c[0] * s + self.cx), int(c[1] * s + self.cy)),
@@ -498,8 +499,8 @@ class FaceRenderer:
                            0.012)
         if a[4] > 0.02:
             for side in (-1, 1):
-                xs = side * (0.045 + 0.01 * a[4])
-                self._line(img, [(xs, sub.brow_y - 0.05), (xs * 0.8, sub.brow_y + 0.1)],
+                xg = side * (0.045 + 0.01 * a[4])
+                self._line(img, [(xg, sub.brow_y - 0.05), (xg * 0.8, sub.brow_y + 0.1)],
                            _scale(skin, 1 - 0.35 * a[4]), 0.014)
 
         # cheeks (AU6, pushed a little by AU12)

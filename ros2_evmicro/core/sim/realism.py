@@ -175,8 +175,8 @@ def write_comparison_png(
     w, h = rig.sensor_size("davis")
     t_sim = int(0.85e6)
     panels_top = [_label(event_frame(sim_ev, w, h, t_sim, t_sim + win_us), f"sim DAVIS346 {window_ms:.0f} ms")]
-    stats = {"sim": event_stats(sim_ev[(sim_ev["t"] >= t_sim) & (sim_ev["t"] < t_sim + win_us)], w, h,
-                                window_ms / 1000).as_dict()}
+    sim_win = sim_ev[(sim_ev["t"] >= t_sim) & (sim_ev["t"] < t_sim + win_us)]
+    stats: dict[str, object] = {"sim": event_stats(sim_win, w, h, window_ms / 1000).as_dict()}
     grey = np.full((h, w, 3), 128, np.uint8)
     real_aps = None
     if real_aedat is not None and Path(real_aedat).exists():
@@ -198,6 +198,8 @@ def write_comparison_png(
         ok, frame = cap.read()
         cap.release()
         real_web = frame if ok else None
+    if web is None:
+        raise SimError(f"the simulated rig gave no webcam frame before {t_peak} us")
     row2 = [_label(_fit(web, 360), "sim webcam 1920x1080")]
     row2.append(_label(_fit(real_web, 360), "real RGB video") if real_web is not None
                 else _label(np.full((360, 640, 3), 128, np.uint8), "real video: n/a"))

@@ -112,7 +112,7 @@ def _background(geom: CameraGeometry, room: _Room, subject: Subject, head_m: tup
                 color: bool) -> np.ndarray:
     """Static radiance of the room and the subject's neck and shoulders as seen by ``geom`` (float32)."""
     h, w = geom.height, geom.width
-    img = np.empty((h, w, 3), np.float32)
+    img: np.ndarray = np.empty((h, w, 3), np.float32)
     grad = np.linspace(1.08, 0.85, h, dtype=np.float32)[:, None, None]
     img[:] = np.asarray(room.wall, np.float32) * grad
     zw = room.wall_depth_m
@@ -137,9 +137,9 @@ def _background(geom: CameraGeometry, room: _Room, subject: Subject, head_m: tup
     neck = [(-0.6, 0.6), (0.6, 0.6), (0.68, 2.2), (-0.68, 2.2)]
     shirt = tuple(int(c * 255) for c in subject.shirt)
     skin = tuple(int(c * 255 * 0.62) for c in subject.skin)
-    for poly, col in ((shoulders, shirt), (neck, skin)):
+    for poly, fill in ((shoulders, shirt), (neck, skin)):
         p = px(poly)
-        cv2.fillPoly(body, [p], col, cv2.LINE_AA, 4)
+        cv2.fillPoly(body, [p], fill, cv2.LINE_AA, 4)
         cv2.fillPoly(mask, [p], 255, cv2.LINE_AA, 4)
     a = mask.astype(np.float32)[..., None] / 255.0
     img = img * (1 - a) + body.astype(np.float32) / 255.0 * a

@@ -249,8 +249,9 @@ class EventSensor:
         self.t_us: float | None = None
         self.dropped = 0
         cap = max(4096, w * h)
-        self._buf = (np.empty(cap, np.uint16), np.empty(cap, np.uint16), np.empty(cap, np.int8),
-                     np.empty(cap, np.int64))
+        # x, y, p, t scratch columns for the kernel (grown by doubling)
+        self._buf: tuple[np.ndarray, ...] = (np.empty(cap, np.uint16), np.empty(cap, np.uint16),
+                                             np.empty(cap, np.int8), np.empty(cap, np.int64))
 
     def log_intensity(self, radiance: np.ndarray) -> np.ndarray:
         """Log photocurrent of a radiance frame (float64)."""

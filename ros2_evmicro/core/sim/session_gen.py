@@ -47,6 +47,7 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -333,47 +334,49 @@ def generate_session(out_dir: str | os.PathLike, spec: SessionSpec, *, overwrite
                 b_us = t_us + int(round(spec.packet_period_ms * 1000))
                 while pending_markers and pending_markers[0]["stamp_ns"] < t0_ns + b_us * 1000:
                     m = pending_markers.pop(0)
-                    put(m["stamp_ns"], lambda m=m: _write_marker(writer, table, m))
+                    put(m["stamp_ns"], partial(_write_marker, writer, table, m))
                 gt = item[2]
                 stamp = t0_ns + t_us * 1000
                 if roi_tick.due(t_us):
                     for cam, box in gt.face_boxes.items():
-                        put(stamp, lambda c=cam, bx=box, s=stamp: writer.write_polygon(
-                            f"/{c}/face_roi", bx, stamp_ns=s, frame_id=FRAME_IDS[c]))
+                        put(stamp, partial(writer.write_polygon, f"/{cam}/face_roi", box, stamp_ns=stamp,
+                                           frame_id=FRAME_IDS[cam]))
                 if truth_tick.due(t_us):
                     text = json.dumps({
                         "stamp_ns": stamp, "performed": [int(a) for a in gt.performed], "phase": gt.phase,
                         "segment": gt.segment,
                         "face_boxes": {k: [round(float(v), 2) for v in b] for k, b in gt.face_boxes.items()}})
-                    put(stamp, lambda s=stamp, tx=text: writer.write_string("/sim/truth", tx, s))
+                    put(stamp, partial(writer.write_string, "/sim/truth", text, stamp))
                 if bar is not None and t_us - last_bar_us >= 100_000:
                     bar(t_us / 1e6)
                     last_bar_us = t_us
             elif kind in _EVENT_CAMS:
                 pkt: EventPacket = item[1]
+                if pkt.t_start is None:  # EventPacket fills it in
+                    raise SessionGenError(f"{kind} packet without t_start")
                 host = t0_ns + int(pkt.t_start) * 1000
-                put(host, lambda c=kind, h=host, ts=int(pkt.t_start): writer.write_time_reference(
-                    f"/{c}/time_reference", h, ts, f"sim_{c}", frame_id=FRAME_IDS[c]))
+                put(host, partial(writer.write_time_reference, f"/{kind}/time_reference", host, int(pkt.t_start),
+                                  f"sim_{kind}", frame_id=FRAME_IDS[kind]))
                 ev = pkt.events
                 if len(ev):
                     t_first = int(ev["t"][0])
                     stamp = (t0_us + t_first) * 1000
-                    put(stamp, lambda c=kind, e=ev, s=stamp, tf=t_first: writer.write_events(
-                        f"/{c}/events", e, stamp_ns=s, frame_id=FRAME_IDS[c], t_ref_us=tf))
+                    put(stamp, partial(writer.write_events, f"/{kind}/events", ev, stamp_ns=stamp,
+                                       frame_id=FRAME_IDS[kind], t_ref_us=t_first))
             elif kind == "davis_aps":
                 stamp = t0_ns + int(item[1]) * 1000
-                put(stamp, lambda s=stamp, img=item[2]: writer.write_image(
-                    "/davis/image_raw", img, "mono8", stamp_ns=s, frame_id=FRAME_IDS["davis"]))
+                put(stamp, partial(writer.write_image, "/davis/image_raw", item[2], "mono8", stamp_ns=stamp,
+                                   frame_id=FRAME_IDS["davis"]))
             elif kind == "davis_imu":
                 stamp = t0_ns + int(item[1]) * 1000
-                put(stamp, lambda s=stamp, a=item[2], g=item[3]: writer.write_imu(
-                    "/davis/imu", a, g, stamp_ns=s, frame_id=IMU_FRAME_ID))
+                put(stamp, partial(writer.write_imu, "/davis/imu", item[2], item[3], stamp_ns=stamp,
+                                   frame_id=IMU_FRAME_ID))
             elif kind == "webcam":
                 stamp = t0_ns + int(item[1]) * 1000
-                put(stamp, lambda s=stamp, img=item[2]: writer.write_image(
-                    "/webcam/image_raw", img, "bgr8", stamp_ns=s, frame_id=FRAME_IDS["webcam"]))
-                put(stamp, lambda s=stamp, ts=int(item[1]): writer.write_time_reference(
-                    "/webcam/time_reference", s, ts, "sim_webcam", frame_id=FRAME_IDS["webcam"]))
+                put(stamp, partial(writer.write_image, "/webcam/image_raw", item[2], "bgr8", stamp_ns=stamp,
+                                   frame_id=FRAME_IDS["webcam"]))
+                put(stamp, partial(writer.write_time_reference, "/webcam/time_reference", stamp, int(item[1]),
+                                   "sim_webcam", frame_id=FRAME_IDS["webcam"]))
         flush_batch()
         for m in pending_markers:  # markers at the very end (none with TAIL_S > 0)
             _write_marker(writer, table, m)
