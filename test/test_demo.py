@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-
 from conftest import REPO, real_file
 
 

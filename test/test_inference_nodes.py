@@ -50,7 +50,8 @@ def _frames(n, seed=0):
 
 
 def _drive(ros, node_cls, params, frames, markers=None, topic_out="evmicro/au", msg_type=JointState, expect=None):
-    node = ros.add(node_cls(context=ros.context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    node = ros.add(node_cls(context=ros.context, parameter_overrides=overrides))
     peer = ros.add(Node("peer", context=ros.context))
     got = []
     peer.create_subscription(msg_type, topic_out, got.append, FRAMES_QOS)
