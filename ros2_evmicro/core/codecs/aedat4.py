@@ -137,18 +137,23 @@ class Aedat4Reader:
             "the file is truncated or corrupt"
         )
 
-    def iter_events(self):
-        """Yield one EVENT_DTYPE array per stored event packet."""
-        rec = self._rec
-        if not rec.isEventStreamAvailable():
+    def _batches(self, what: str, available, get_next):
+        """Yield what ``get_next()`` returns until it returns None; a read error becomes a CodecError."""
+        if not available():
             return
         while True:
             try:
-                batch = rec.getNextEventBatch()
+                batch = get_next()
             except RuntimeError as err:
-                raise self._fail("events", err) from None
+                raise self._fail(what, err) from None
             if batch is None:
                 return
+            yield batch
+
+    def iter_events(self):
+        """Yield one EVENT_DTYPE array per stored event packet."""
+        rec = self._rec
+        for batch in self._batches("events", rec.isEventStreamAvailable, rec.getNextEventBatch):
             ev = dv_events_to_array(batch)
             self.counts["events"] += len(ev)
             if len(ev):
@@ -160,13 +165,7 @@ class Aedat4Reader:
         if not rec.isEventStreamAvailable():
             return empty_events(0)
         batches = []
-        while True:
-            try:
-                batch = rec.getNextEventBatch()
-            except RuntimeError as err:
-                raise self._fail("events", err) from None
-            if batch is None:
-                break
+        for batch in self._batches("events", rec.isEventStreamAvailable, rec.getNextEventBatch):
             a = batch.numpy()
             if len(a):
                 batches.append(a)
@@ -182,15 +181,7 @@ class Aedat4Reader:
         """All APS frames (mono8)."""
         rec = self._rec
         out: list[Aedat4Frame] = []
-        if not rec.isFrameStreamAvailable():
-            return out
-        while True:
-            try:
-                fr = rec.getNextFrame()
-            except RuntimeError as err:
-                raise self._fail("frames", err) from None
-            if fr is None:
-                break
+        for fr in self._batches("frames", rec.isFrameStreamAvailable, rec.getNextFrame):
             img = np.asarray(fr.image)
             if img.ndim == 3:
                 if img.shape[2] == 1:
@@ -207,18 +198,11 @@ class Aedat4Reader:
         """All IMU samples (IMU_DTYPE: m/s^2 and rad/s)."""
         rec = self._rec
         rows = []
-        if rec.isImuStreamAvailable():
-            while True:
-                try:
-                    batch = rec.getNextImuBatch()
-                except RuntimeError as err:
-                    raise self._fail("IMU", err) from None
-                if batch is None:
-                    break
-                for s in batch:
-                    acc = np.asarray(s.getAccelerations(), dtype=np.float32).reshape(3)
-                    gyr = np.asarray(s.getAngularVelocities(), dtype=np.float32).reshape(3)
-                    rows.append((int(s.timestamp), acc, gyr, float(s.temperature)))
+        for batch in self._batches("IMU", rec.isImuStreamAvailable, rec.getNextImuBatch):
+            for s in batch:
+                acc = np.asarray(s.getAccelerations(), dtype=np.float32).reshape(3)
+                gyr = np.asarray(s.getAngularVelocities(), dtype=np.float32).reshape(3)
+                rows.append((int(s.timestamp), acc, gyr, float(s.temperature)))
         imu = np.zeros(len(rows), dtype=IMU_DTYPE)
         for k, (t, acc, gyr, temp) in enumerate(rows):
             imu[k] = (t, acc, gyr, temp)
@@ -229,17 +213,10 @@ class Aedat4Reader:
         """All triggers (TRIGGER_DTYPE: id = dv TriggerType code, value 1 rising/start, 0 falling/end)."""
         rec = self._rec
         rows = []
-        if rec.isTriggerStreamAvailable():
-            while True:
-                try:
-                    batch = rec.getNextTriggerBatch()
-                except RuntimeError as err:
-                    raise self._fail("triggers", err) from None
-                if batch is None:
-                    break
-                for tr in batch:
-                    code = int(tr.type.value)
-                    rows.append((int(tr.timestamp), code, 0 if code in _FALLING else 1))
+        for batch in self._batches("triggers", rec.isTriggerStreamAvailable, rec.getNextTriggerBatch):
+            for tr in batch:
+                code = int(tr.type.value)
+                rows.append((int(tr.timestamp), code, 0 if code in _FALLING else 1))
         out = np.array(rows, dtype=TRIGGER_DTYPE) if rows else np.zeros(0, dtype=TRIGGER_DTYPE)
         self.counts["triggers"] += len(out)
         return out
