@@ -19,13 +19,12 @@ import time
 from typing import Any
 
 import numpy as np
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from ros2_evmicro.core.au import AU_CODES
-from ros2_evmicro.nodes._inference import DropCounter, load_for_node
-from ros2_evmicro.ros.convert import au_to_msg, frames_from_msg, marker_from_msg, stamp_to_ns
+from ros2_evmicro.nodes._inference import FrameIntake, load_for_node, record_ms
+from ros2_evmicro.ros.convert import au_to_msg, frames_from_msg, marker_from_msg
 from ros2_evmicro.ros.node import FRAMES_QOS, SENSOR_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.au import SPEC
 
@@ -47,11 +46,8 @@ class AUNode(EvmicroNode):
             self.streamer.warm_up()
         self.get_logger().info(f"AU SNN {path} on {self.streamer.device} ({p.mode}, {p.reset_policy})")
         self.pub = self.create_publisher(JointState, "evmicro/au", FRAMES_QOS)
-        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                         depth=p.queue_depth)
-        self.create_subscription(Image, "frames", self.guard(self.on_frame, "frames"), qos)
+        self.intake = FrameIntake(self, self.on_frame)
         self.create_subscription(String, "protocol/marker", self.guard(self.on_marker, "marker"), SENSOR_QOS)
-        self.drops = DropCounter(p.window_ms)
         self.clip: list[np.ndarray] = []
         self.clip_stamp = 0
         self.collecting = False
@@ -80,19 +76,14 @@ class AUNode(EvmicroNode):
             return
         t0 = time.perf_counter()
         scores = classify_clip(self.model, np.stack(self.clip))
-        self.infer_ms.append((time.perf_counter() - t0) * 1e3)
+        record_ms(self.diag, "inference_ms", self.infer_ms, (time.perf_counter() - t0) * 1e3)
         self._publish(scores, self.clip_stamp)
         self.diag.set("clip_frames", len(self.clip))
         self.clip = []
 
-    def on_frame(self, msg: Image) -> None:
+    def on_frame(self, msg: Image, stamp: int) -> None:
         frame = frames_from_msg(msg)
-        stamp = stamp_to_ns(msg.header.stamp)
         self.frame_id = msg.header.frame_id
-        new_drops = self.drops.see(stamp)
-        if new_drops:
-            self.diag.count("dropped_frames", new_drops)
-        self.diag.count("frames")
         if self.p.mode == "clip":
             if self.collecting:
                 self.clip.append(frame)
@@ -100,24 +91,17 @@ class AUNode(EvmicroNode):
             return
         t0 = time.perf_counter()
         scores = self.streamer.step(frame)
-        self.infer_ms.append((time.perf_counter() - t0) * 1e3)
+        record_ms(self.diag, "inference_ms", self.infer_ms, (time.perf_counter() - t0) * 1e3)
         self._publish(scores, stamp)
 
     def _publish(self, scores: np.ndarray, stamp_ns: int) -> None:
         self.pub.publish(au_to_msg(scores, stamp_ns, self.frame_id))
         self.n_out += 1
         # latency: window end (stamp + window) to publish, on the node's clock
-        self.latency_ms.append((self.now_ns() - stamp_ns) / 1e6 - self.p.window_ms)
-        for buf in (self.infer_ms, self.latency_ms):
-            if len(buf) > 2000:
-                del buf[:1000]
-        d = self.diag
-        d.count("scores")
-        d.set("top_au", AU_CODES[int(np.argmax(scores))])
-        d.set("inference_ms_p50", float(np.percentile(self.infer_ms[-500:], 50)))
-        d.set("inference_ms_p99", float(np.percentile(self.infer_ms[-500:], 99)))
-        d.set("latency_window_end_to_au_ms_p50", float(np.percentile(self.latency_ms[-500:], 50)))
-        d.set("latency_window_end_to_au_ms_p99", float(np.percentile(self.latency_ms[-500:], 99)))
+        record_ms(self.diag, "latency_window_end_to_au_ms", self.latency_ms,
+                  (self.now_ns() - stamp_ns) / 1e6 - self.p.window_ms)
+        self.diag.count("scores")
+        self.diag.set("top_au", AU_CODES[int(np.argmax(scores))])
 
 
 NODE = AUNode

@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from ros2_evmicro.nodes._inference import DropCounter, load_for_node
-from ros2_evmicro.ros.convert import frames_from_msg, image_to_msg, stamp_to_ns
+from ros2_evmicro.nodes._inference import FrameIntake, load_for_node, record_ms
+from ros2_evmicro.ros.convert import frames_from_msg, image_to_msg
 from ros2_evmicro.ros.node import FRAMES_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.recon import SPEC
 
@@ -41,34 +39,22 @@ class ReconNode(EvmicroNode):
             self.recon.warm_up()
         self.get_logger().info(f"cVAE {path} on {self.recon.device}")
         self.pub = self.create_publisher(Image, "evmicro/face_recon", FRAMES_QOS)
-        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                         depth=p.queue_depth)
-        self.create_subscription(Image, "frames", self.guard(self.on_frame, "frames"), qos)
-        self.drops = DropCounter(p.window_ms)
+        self.intake = FrameIntake(self, self.on_frame)
         self.n_in = 0
         self.infer_ms: list[float] = []
 
-    def on_frame(self, msg: Image) -> None:
-        stamp = stamp_to_ns(msg.header.stamp)
-        new = self.drops.see(stamp)
-        if new:
-            self.diag.count("dropped_frames", new)
+    def on_frame(self, msg: Image, stamp: int) -> None:
         self.n_in += 1
-        self.diag.count("frames")
         if (self.n_in - 1) % self.p.every_n:
             return
         frame = frames_from_msg(msg)
         t0 = time.perf_counter()
         img = self.recon.reconstruct(frame, self.generator)
-        self.infer_ms.append((time.perf_counter() - t0) * 1e3)
+        record_ms(self.diag, "inference_ms", self.infer_ms, (time.perf_counter() - t0) * 1e3)
         out = image_to_msg(img, "mono8" if img.ndim == 2 else "bgr8")
         out.header = msg.header
         self.pub.publish(out)
-        if len(self.infer_ms) > 2000:
-            del self.infer_ms[:1000]
         self.diag.count("reconstructions")
-        self.diag.set("inference_ms_p50", float(np.percentile(self.infer_ms[-500:], 50)))
-        self.diag.set("inference_ms_p99", float(np.percentile(self.infer_ms[-500:], 99)))
 
 
 NODE = ReconNode
