@@ -24,7 +24,7 @@ from ros2_evmicro.core.dataset import (
     window_grid,
 )
 from ros2_evmicro.core.events import make_events
-from ros2_evmicro.core.face import crop_resize
+from ros2_evmicro.core.face import crop_resize, square_box
 from ros2_evmicro.core.session import SessionInfo
 from ros2_evmicro.core.sim import render_clip
 from ros2_evmicro.core.slicer import count_frame
@@ -222,3 +222,21 @@ def test_bad_config():
         BuildConfig(window_us=0)
     with pytest.raises(DatasetError, match="detector"):
         BuildConfig(detector="yolo")
+
+
+@pytest.mark.parametrize("side_box", [(10.0, 10.0, 74.0, 74.0), (33.3, 41.7, 150.9, 161.2), (-30.5, 200.0, 90.0, 300.0),
+                                      (0.0, 0.0, 53.4, 53.4), (250.0, 180.0, 400.0, 330.0)])
+def test_crop_counts_area_kernel_matches_cv2_inter_area(side_box, rng):
+    """The compiled area downscale of crop_counts equals crop_resize (cv2.INTER_AREA times the area ratio) on
+    integer, fractional, border and out-of-frame squares, with bursts of large counts, and keeps the total."""
+    counts = rng.poisson(0.3, (2, 260, 346)).astype(np.uint16)
+    counts[:, 120:130, 150:160] += rng.integers(0, 3000, (2, 10, 10)).astype(np.uint16)
+    got = crop_counts(counts, side_box, 64, 0.2)
+    want = crop_resize(counts, side_box, 64, 0.2)
+    assert got.dtype == np.float32 and got.shape == (2, 64, 64)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+    x0, y0, x1, y1 = square_box(side_box, 0.2)
+    side = int(round(x1 - x0))
+    ix0, iy0 = int(np.floor(x0 + 0.5)), int(np.floor(y0 + 0.5))
+    inside = counts[:, max(iy0, 0):max(min(iy0 + side, 260), 0), max(ix0, 0):max(min(ix0 + side, 346), 0)]
+    np.testing.assert_allclose(got.sum(axis=(1, 2)), inside.sum(axis=(1, 2)), rtol=1e-5)

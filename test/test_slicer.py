@@ -303,3 +303,71 @@ def test_reset_forgets_open_windows():
     frames = s.push(ev([(1, 0, 1, 1_003)])) + s.flush()
     assert [(f.t_start_us, f.n_events) for f in frames] == [(1_000, 1)]
     assert frames[0].counts.sum() == 1 and frames[0].counts[1, 0, 1] == 1
+
+
+# --- zero-copy paths the slicer node uses ------------------------------------------------------
+
+
+def test_wire_view_push_equals_event_push(rng):
+    """Slicing the WIRE_DTYPE view of a message buffer (relative t + stamp) gives the frames of the widened copy."""
+    from ros2_evmicro.core.wire import events_to_wire, wire_bytes, wire_view
+
+    n = 20_000
+    t = np.sort(rng.integers(5_000_000, 5_300_000, n)) + rng.integers(-200, 1, n)
+    e = make_events(rng.integers(0, 46, n), rng.integers(0, 26, n), rng.integers(0, 2, n), t)
+    cuts = np.unique(np.concatenate([[0, n], rng.integers(0, n, 20)]))
+    a = Slicer(46, 26, window_us=33_000, late_tolerance_us=100)
+    b = Slicer(46, 26, window_us=33_000, late_tolerance_us=100)
+    fa, fb = [], []
+    for i0, i1 in zip(cuts[:-1], cuts[1:], strict=True):
+        fa += a.push(e[i0:i1])
+        wire, t_ref = events_to_wire(e[i0:i1])
+        view = wire_view(bytes(wire_bytes(wire)))  # what a received PointCloud2 gives
+        fb += [Frame(f.t_start_us, f.t_end_us, f.counts.copy(), f.n_events, f.n_late_merged)
+               for f in b.push(view, t_offset_us=t_ref)]
+    assert len(fa) == len(fb) > 5
+    for x, y in zip(fa, fb, strict=True):
+        assert (x.t_start_us, x.n_events, x.n_late_merged) == (y.t_start_us, y.n_events, y.n_late_merged)
+        np.testing.assert_array_equal(x.counts, y.counts)
+    assert a.stats.n_dropped_late == b.stats.n_dropped_late > 0
+    assert a.stats.n_late_merged == b.stats.n_late_merged > 0
+    assert a.origin_us == b.origin_us == (int(e["t"][0]) // 33_000) * 33_000
+    # an offset makes no sense for absolute times, nor for packets
+    with pytest.raises(SlicerError, match="WIRE_DTYPE"):
+        Slicer(46, 26).push(e[:10], t_offset_us=5)
+    with pytest.raises(SlicerError, match="EventPacket"):
+        Slicer(46, 26).push(EventPacket(e[:10], 46, 26), t_offset_us=5)
+
+
+def test_wire_view_invalid_event_raises_before_counting():
+    from ros2_evmicro.core.wire import events_to_wire
+
+    e = ev([(1, 1, 1, 100), (50, 1, 0, 200)])
+    wire, t_ref = events_to_wire(e)
+    s = Slicer(46, 26, window_us=1_000, late_tolerance_us=0)
+    with pytest.raises(EventError, match="x=50"):
+        s.push(wire, t_offset_us=t_ref)
+    assert s.stats.events_counted == 0 and not s.flush()
+
+
+def test_frame_views_equal_copies_and_stay_valid_until_the_next_call(rng):
+    n = 40_000
+    t = np.sort(rng.integers(0, 500_000, n))
+    e = make_events(rng.integers(0, 46, n), rng.integers(0, 26, n), rng.integers(0, 2, n), t)
+    copy = Slicer(46, 26, window_us=33_000, late_tolerance_us=0)
+    view = Slicer(46, 26, window_us=33_000, late_tolerance_us=0, frame_views=True)
+    for i0 in range(0, n, 7_000):
+        fc = copy.push(e[i0:i0 + 7_000])
+        fv = view.push(e[i0:i0 + 7_000])
+        assert len(fc) == len(fv)
+        for c, v in zip(fc, fv, strict=True):  # every view of this call is intact (no slot reused within a call)
+            np.testing.assert_array_equal(c.counts, v.counts)
+            assert not v.counts.flags.writeable
+            with pytest.raises(ValueError):
+                v.counts[0, 0, 0] = 1
+    np.testing.assert_array_equal(copy.flush()[-1].counts, view.flush()[-1].counts)
+    # empty windows share one read-only zero frame
+    s = Slicer(4, 4, window_us=1_000, late_tolerance_us=0, frame_views=True)
+    frames = s.push(ev([(0, 0, 1, 0), (1, 1, 1, 5_500)]))
+    assert [f.n_events for f in frames] == [1, 0, 0, 0, 0]
+    assert not frames[2].counts.any() and not frames[2].counts.flags.writeable

@@ -10,6 +10,7 @@ import math
 from bisect import bisect_right
 from collections import deque
 
+import numba
 import numpy as np
 
 from ros2_evmicro.core.face import crop_resize, square_box
@@ -26,20 +27,74 @@ def center_box(width: int, height: int, fraction: float) -> Box:
     return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
+@numba.njit(cache=True, nogil=True)
+def _area_sum_kernel(counts, ix0, iy0, side, out_size, out):  # pragma: no cover - compiled
+    """Area downscale of the ``side`` x ``side`` square at ``(ix0, iy0)`` of ``counts`` (C, H, W) into ``out``
+    (C, S, S, float64, zeroed), each output pixel the COUNT of the region it covers (fractional overlaps at the
+    bin edges, as ``cv2.INTER_AREA`` times the area ratio); pixels outside the frame count as zero. Only
+    non-zero counts are spread, so a sparse event frame costs one read per pixel of the square.
+    Needs ``side >= S``."""
+    n_ch, h, w = counts.shape
+    # per canvas index k: output bin j = floor(k * S / side) and the share of pixel k that falls in bin j
+    # (the rest falls in bin j + 1); exact integer arithmetic for the bin edges
+    bins = np.empty(side, np.int64)
+    share = np.empty(side, np.float64)
+    for k in range(side):
+        j = (k * out_size) // side
+        if (k + 1) * out_size <= (j + 1) * side or j + 1 >= out_size:
+            share[k] = 1.0
+        else:
+            share[k] = ((j + 1) * side - k * out_size) / out_size
+        bins[k] = j
+    x0 = max(ix0, 0)
+    y0 = max(iy0, 0)
+    x1 = min(ix0 + side, w)
+    y1 = min(iy0 + side, h)
+    for c in range(n_ch):
+        for y in range(y0, y1):
+            jy = bins[y - iy0]
+            wy = share[y - iy0]
+            for x in range(x0, x1):
+                v = counts[c, y, x]
+                if v == 0:
+                    continue
+                jx = bins[x - ix0]
+                wx = share[x - ix0]
+                fv = np.float64(v)
+                out[c, jy, jx] += fv * wy * wx
+                if wx < 1.0:
+                    out[c, jy, jx + 1] += fv * wy * (1.0 - wx)
+                if wy < 1.0:
+                    out[c, jy + 1, jx] += fv * (1.0 - wy) * wx
+                    if wx < 1.0:
+                        out[c, jy + 1, jx + 1] += fv * (1.0 - wy) * (1.0 - wx)
+
+
 def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.ndarray:
     """:func:`~ros2_evmicro.core.face.crop_resize` of a ``(2, H, W)`` count frame, float32 ``(2, S, S)``.
 
-    Only the part of the frame under the crop square is converted to float (a 1280x720 frame is not), by
-    slicing it first and shifting the box by whole pixels, which leaves the crop unchanged.
+    Downscaling (crop side >= ``out_size``, the usual case) runs one compiled pass over the crop square that
+    spreads each non-zero count over the output pixels it overlaps: the same area interpolation as
+    ``crop_resize`` (``cv2.INTER_AREA`` times the area ratio, equal within float32 rounding), without the
+    float copies of the frame. Upscaling a small crop goes through ``crop_resize`` itself, on the part of the
+    frame under the crop square only (slicing it first and shifting the box by whole pixels leaves the crop
+    unchanged).
     """
     x0, y0, x1, y1 = square_box(box, margin)
     side = max(1, int(round(x1 - x0)))
     ix0, iy0 = int(math.floor(x0 + 0.5)), int(math.floor(y0 + 0.5))
+    counts = np.asarray(counts)
+    if counts.ndim != 3:
+        raise ValueError(f"count frames must be (C, H, W), got shape {counts.shape}")
     h, w = counts.shape[1:]
     sx0, sy0 = min(max(ix0, 0), w), min(max(iy0, 0), h)
     sx1, sy1 = max(min(ix0 + side, w), sx0), max(min(iy0 + side, h), sy0)
     if sx1 <= sx0 or sy1 <= sy0:  # the crop lies outside the sensor
-        return np.zeros((2, out_size, out_size), np.float32)
+        return np.zeros((counts.shape[0], out_size, out_size), np.float32)
+    if side >= int(out_size) and counts.dtype.kind in "uif":
+        acc = np.zeros((counts.shape[0], int(out_size), int(out_size)), np.float64)
+        _area_sum_kernel(counts, ix0, iy0, side, int(out_size), acc)
+        return acc.astype(np.float32)
     sub = counts[:, sy0:sy1, sx0:sx1]
     b = tuple(float(v) for v in box)
     shifted = (b[0] - sx0, b[1] - sy0, b[2] - sx0, b[3] - sy0)

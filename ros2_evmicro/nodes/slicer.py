@@ -72,11 +72,16 @@ def warm_up() -> None:
     if _WARM:
         return
     from ros2_evmicro.core.events import make_events
+    from ros2_evmicro.core.wire import events_to_wire
 
-    s = Slicer(8, 8, 1000, 0)
-    s.push(make_events([1, 2], [1, 2], [0, 1], [0, 1500]))
-    s.flush()
+    ev = make_events([1, 2], [1, 2], [0, 1], [0, 1500])
+    for views in (False, True):
+        s = Slicer(8, 8, 1000, 0, frame_views=views)
+        s.push(ev)
+        s.push(events_to_wire(ev, 0)[0], t_offset_us=2000)  # the wire-view kernel the node uses
+        s.flush()
     crop_counts(np.ones((2, 8, 8), np.uint16), (1.0, 1.0, 5.0, 5.0), 3, 0.2)
+    crop_counts(np.ones((2, 8, 8), np.uint16), (1.0, 1.0, 5.0, 5.0), 16, 0.2)
     _WARM = True
 
 
@@ -135,7 +140,8 @@ class SlicerNode(EvmicroNode):
     def _make_slicer(self, width: int, height: int, source: str) -> None:
         warm_up()
         self.slicer = Slicer(width, height, self.window_us, self.late_tolerance_us, dtype=np.uint16,
-                             on_invalid=self.p.on_invalid, max_empty_windows=self.p.max_empty_windows)
+                             on_invalid=self.p.on_invalid, max_empty_windows=self.p.max_empty_windows,
+                             frame_views=True)
         self.size_source = source
         self.roi_source = ""  # the next frame sets the ROI status again
         self.diag.set("sensor", f"{width}x{height} ({source})")
@@ -165,7 +171,8 @@ class SlicerNode(EvmicroNode):
 
     def on_events(self, msg: PointCloud2) -> None:
         t_in = time.perf_counter()
-        events = events_from_msg(msg)
+        # zero-copy view of the message buffer (relative t): the slicer adds the stamp itself
+        events = events_from_msg(msg, copy=False)
         if self.slicer is None:
             self.diag.count("packets_waiting_for_size")
             self.diag.count("events_waiting_for_size", len(events))
@@ -175,7 +182,9 @@ class SlicerNode(EvmicroNode):
         self.frame_id = msg.header.frame_id
         st = self.slicer.stats
         dropped0 = st.n_dropped_late
-        frames = self.slicer.push(events)  # on_invalid 'raise': EventError, the guard drops the packet
+        # on_invalid 'raise': EventError, the guard drops the packet. The frames are views of the slicer's
+        # buffers, valid until the next push: each is cropped and published here, at once.
+        frames = self.slicer.push(events, t_offset_us=stamp_to_ns(msg.header.stamp) // 1000)
         late = st.n_dropped_late > dropped0
         if late:
             self.diag.count("late_packets")
