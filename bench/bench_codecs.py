@@ -3,6 +3,8 @@
 Run from the repo root: ``python -m bench.bench_codecs`` (EVMICRO_BENCH_NO_WRITE=1 for a trial run).
 The EVT 3.0 file (10 M events) is made by :func:`encode_evt3` from :func:`row_burst_events` (sorted time,
 clustered x/y, row bursts that become vectors); every decoder reads the same file from the page cache.
+Our decoder uses ``numba.get_num_threads()`` threads (its default, all cores); the `evt3` and `faery`
+decoders are single-threaded.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from bench.harness import Row, best_rate, report
@@ -48,7 +51,11 @@ def _evt3_rows(tmp: Path) -> list[Row]:
     except ImportError:
         pass
     best_name, best = max(anchors.items(), key=lambda kv: kv[1]) if anchors else ("", None)
-    note = f"10 M events, {words / N_EVT3:.2f} words/event, whole file to EVENT_DTYPE"
+    threads = numba.get_num_threads()
+    note = (
+        f"10 M events, {words / N_EVT3:.2f} words/event, whole file to EVENT_DTYPE; "
+        f"{threads} decode thread(s) (numba.get_num_threads(), the default), the anchors use 1"
+    )
     rows = [
         Row(
             "EVT3 RawReader.read_all",
@@ -64,7 +71,7 @@ def _evt3_rows(tmp: Path) -> list[Row]:
             "Mev/s",
             best_name,
             None if best is None else best / 1e6,
-            note="streaming decoder, one array per chunk",
+            note=f"streaming decoder, one array per chunk, {threads} thread(s) per chunk",
         ),
     ]
     rows += [Row(f"anchor: {k}", v / 1e6, "Mev/s", note="same file, same run") for k, v in anchors.items()]

@@ -18,6 +18,7 @@ from ros2_evmicro.core.codecs import (
     encode_evt2,
     encode_evt3,
 )
+from ros2_evmicro.core.codecs import evt3 as evt3_module
 from ros2_evmicro.core.codecs.raw import RawReader
 from ros2_evmicro.core.codecs.synthetic import row_burst_events
 from ros2_evmicro.core.events import EVENT_DTYPE, concat_events, make_events
@@ -192,6 +193,140 @@ def test_encoder_rejects_wrong_dtype():
         encode_evt3(make_events([1], [1], [1], [1]), np.zeros(2))
 
 
+# ------------------------------------------------------------------------------------------ EVT 3.0, parallel decode
+
+
+def decode_all(data, width: int, height: int, threads: int, cuts=()) -> tuple:
+    """Decode ``data`` (split at the byte offsets ``cuts``) with ``threads``: events, triggers, state, stats."""
+    dec = Evt3Decoder(width, height, threads=threads)
+    ev = feed(dec, data, cuts)
+    return ev, dec.pop_triggers(), dec._state.copy(), dec.stats(), dec.time_us
+
+
+def assert_same_decode(a: tuple, b: tuple) -> None:
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+    assert a[3] == b[3] and a[4] == b[4]
+
+
+@pytest.fixture
+def parallel_runs(monkeypatch):
+    """Let small inputs take the parallel path (16 words a slice) and count the parallel decodes."""
+    monkeypatch.setattr(evt3_module, "PARALLEL_MIN_WORDS", 16)
+    calls = []
+    original = Evt3Decoder._run_parallel
+
+    def spy(self, words, cuts, threads):
+        calls.append(len(cuts) - 1)
+        return original(self, words, cuts, threads)
+
+    monkeypatch.setattr(Evt3Decoder, "_run_parallel", spy)
+    return calls
+
+
+def hard_stream(rng) -> bytes:
+    """Events over four 2^24 us time wraps with triggers, reserved words and OTHERS sprinkled in, and a
+    head of event words before the first TIME_HIGH."""
+    ev = row_burst_events(60_000, 1280, 720, duration_us=70_000_000, seed=7)
+    trig = np.zeros(400, dtype=TRIGGER_DTYPE)
+    trig["t"] = np.sort(rng.integers(int(ev["t"][0]), int(ev["t"][-1]), 400))
+    trig["id"] = rng.integers(0, 16, 400)
+    trig["value"] = rng.integers(0, 2, 400)
+    words = np.frombuffer(encode_evt3(ev, trig), "<u2")
+    extra = rng.choice([0x1000, 0x9000, 0xB000, 0xE000, 0xF123, 0x7001], 500).astype("<u2")
+    words = np.insert(words, rng.choice(len(words), 500, replace=False), extra)
+    head = np.array([0x0010, 0x2005, 0x3005, 0x4FFF, 0x6123, 0xA301, 0x5003], dtype="<u2")
+    return np.concatenate([head, words]).tobytes()
+
+
+def test_evt3_parallel_split_points_and_cut_states(rng):
+    data = hard_stream(rng)
+    words = np.frombuffer(data, "<u2")
+    cuts = evt3_module._evt3_splits(words, 7)
+    assert cuts[0] == 0 and cuts[-1] == len(words) and len(cuts) == 8
+    assert np.all(np.diff(cuts) > 0) and np.all(words[cuts[1:-1]] >> 12 == 8)  # cuts at TIME_HIGH words
+    table = evt3_module._EVENTS_PER_WORD
+    cut_state = (0, 0, 0, 0)  # (time low, y, vector base x, polarity) of a new decoder
+    for a, b in zip(cuts[:-2], cuts[1:-1], strict=True):
+        seq = Evt3Decoder(1280, 720, threads=1)
+        ev = seq.decode(words[:b].tobytes())
+        st = seq._state
+        # the scan counts the events the decoder writes, the triggers and the unwrapped time high
+        scan = evt3_module._evt3_scan(words[:b], 0, 0, table)
+        assert scan[:4] == (len(ev), len(seq.triggers), st[0], 1)
+        # the slice's tail, chained from cut to cut, gives the decoder's time low, row, vector base, polarity
+        cut_state = evt3_module._state_at_cut(cut_state, evt3_module._evt3_scan(words[a:b], 0, 0, table))
+        assert cut_state == tuple(st[1:5])
+    # a slice without TIME_LOW, ADDR_Y or vector words passes the state on; vectors without a base add up
+    no_tail = evt3_module._evt3_scan(np.array([0x8001, 0x2003], dtype="<u2"), 0, 0, table)
+    assert evt3_module._state_at_cut((7, 8, 9, 1), no_tail) == (7, 8, 9, 1)
+    tail = evt3_module._evt3_scan(np.array([0x8001, 0x4001, 0x0005, 0x5001], dtype="<u2"), 0, 0, table)
+    assert evt3_module._state_at_cut((7, 8, 9, 1), tail) == (7, 5, 9 + 20, 1)
+    # a stream without TIME_HIGH after the first cut target has a single slice
+    assert evt3_module._evt3_splits(np.full(1000, 0x2001, dtype="<u2"), 4).tolist() == [0, 1000]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1000, 500)])  # 1000x500: events dropped
+def test_evt3_parallel_equals_sequential(rng, parallel_runs, width, height):
+    data = hard_stream(rng)
+    ref = decode_all(data, width, height, threads=1)
+    assert not parallel_runs
+    assert ref[3]["dropped_before_time"] > 0 and ref[3]["unknown_words"] > 0 and len(ref[1]) == 400
+    assert int(ref[0]["t"][-1]) > 4 << 24
+    assert (ref[3]["dropped_out_of_bounds"] > 0) == (width < 1280)
+    for threads in (2, 3, 8, 64):
+        assert_same_decode(decode_all(data, width, height, threads), ref)
+    assert len(parallel_runs) == 4 and all(n >= t for n, t in zip(parallel_runs, (2, 3, 8, 64), strict=True))
+
+
+def test_evt3_parallel_streaming_chunks(rng, parallel_runs):
+    data = hard_stream(rng)
+    cuts = np.sort(rng.choice(np.arange(1, len(data)), size=30, replace=False))
+    ref = decode_all(data, 1280, 720, threads=1)
+    assert_same_decode(decode_all(data, 1280, 720, threads=1, cuts=cuts), ref)
+    assert_same_decode(decode_all(data, 1280, 720, threads=4, cuts=cuts), ref)
+    assert len(parallel_runs) >= 25
+
+
+def test_evt3_parallel_sparse_slices_and_random_words(rng, parallel_runs):
+    # slices without events, or with more words than rows (the scratch path at the end of a slice)
+    quiet = np.tile(np.array([0x8001, 0x6001, 0x0001, 0x6002], dtype="<u2"), 200)
+    quiet[::40] = 0x2003
+    # vectors running far past the right edge: the vector base x saturates at 4096 in every path
+    far = [0x8001, 0x37D0, *([0x4FFF, 0x5081] * 200), 0x8001, *([0x5081] * 50), 0x27FF, 0x2001, 0x5081]
+    far = np.array(far * 3, dtype="<u2")
+    noise = rng.integers(0, 1 << 16, 50_000).astype("<u2")
+    for data in (quiet.tobytes(), far.tobytes(), noise.tobytes()):
+        for width, height in ((1280, 720), (2048, 2048), (7, 5)):
+            ref = decode_all(data, width, height, threads=1)
+            assert_same_decode(decode_all(data, width, height, threads=5), ref)
+    for width in (2048, 1280):  # all blocks in bounds / blocks with an ADDR_X outside
+        assert decode_all(far.tobytes(), width, 720, threads=1)[2][3] == 4096
+    assert len(parallel_runs) == 9
+
+
+def test_evt3_parallel_default_threshold(rng, monkeypatch):
+    calls = []
+    original = Evt3Decoder._run_parallel
+    monkeypatch.setattr(Evt3Decoder, "_run_parallel", lambda s, w, c, t: calls.append(len(c)) or original(s, w, c, t))
+    words = np.frombuffer(hard_stream(rng), "<u2")
+    big = np.tile(words, -(-2 * evt3_module.PARALLEL_MIN_WORDS // len(words))).tobytes()  # time jumps back: fine
+    small = big[: 4 * evt3_module.PARALLEL_MIN_WORDS - 2]
+    assert_same_decode(decode_all(small, 1280, 720, threads=2), decode_all(small, 1280, 720, threads=1))
+    assert not calls  # below 2 * PARALLEL_MIN_WORDS words: sequential
+    assert_same_decode(decode_all(big, 1280, 720, threads=2), decode_all(big, 1280, 720, threads=1))
+    assert calls == [3]  # two slices of at least PARALLEL_MIN_WORDS words
+
+
+def test_evt3_threads_argument():
+    with pytest.raises(CodecError, match="threads"):
+        Evt3Decoder(8, 8, threads=0)
+    assert Evt3Decoder(8, 8).threads is None
+    ev = make_events([1, 2], [3, 3], [0, 1], [10, 20])
+    np.testing.assert_array_equal(decode_evt3(encode_evt3(ev), 8, 8, threads=3), ev)
+
+
 # ------------------------------------------------------------------------------------------ EVT 2.0
 
 
@@ -293,3 +428,30 @@ def test_real_evt2_golden_and_faery(name, n, n_on, t_first, t_last, t_sum):
     np.testing.assert_array_equal(ev["x"], ref["x"])
     np.testing.assert_array_equal(ev["y"], ref["y"])
     np.testing.assert_array_equal(ev["p"], ref["on"].astype(np.int8))
+
+
+@pytest.mark.parametrize("name", ["evt3_sample.raw", "evt3_test_pedestrians.raw"])
+def test_real_evt3_parallel_equals_sequential(parallel_runs, name):
+    path = real_file("prophesee_raw/" + name)
+    data = path.read_bytes()[RawReader(path).header.payload_offset :]
+    for width, height in ((1280, 720), (640, 360)):  # 640x360: most events dropped, gaps closed
+        ref = decode_all(data, width, height, threads=1)
+        for threads in (2, 4, 16):
+            assert_same_decode(decode_all(data, width, height, threads), ref)
+        # streaming in odd-sized chunks, from word 777 (events before its first TIME_HIGH are dropped)
+        tail = data[1554:]
+        start = decode_all(tail, width, height, threads=1)
+        assert start[3]["dropped_before_time"] > 0
+        cuts = range(len(tail) // 7 | 1, len(tail), len(tail) // 7 | 1)
+        assert_same_decode(decode_all(tail, width, height, 3, cuts=cuts), start)
+    assert len(parallel_runs) >= 2 * (3 + len(cuts))  # every decode and chunk but a short last one
+
+
+def test_real_evt3_raw_reader_threads(parallel_runs):
+    path = real_file(EVT3_SAMPLE)
+    seq = RawReader(path, threads=1).read_all()
+    assert not parallel_runs
+    np.testing.assert_array_equal(RawReader(path, threads=2).read_all(), seq)
+    np.testing.assert_array_equal(concat_events(list(RawReader(path, chunk_bytes=100_001, threads=2))), seq)
+    assert len(parallel_runs) == 1 + 7  # read_all, and the 7 chunks
+    assert RawReader(path).threads is None  # the decoder takes numba.get_num_threads()

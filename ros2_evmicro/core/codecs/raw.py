@@ -137,7 +137,8 @@ class RawReader:
 
     After reading, :attr:`triggers` holds the trigger edges, :attr:`stats` the decoder counters and
     :attr:`truncated_bytes` the bytes of an incomplete last word (a :class:`RawTruncatedWarning` is
-    issued too).
+    issued too). ``threads`` caps the threads that decode an EVT 3.0 chunk (None: all of numba's, see
+    :mod:`ros2_evmicro.core.codecs.evt3`).
     """
 
     def __init__(
@@ -147,6 +148,7 @@ class RawReader:
         height: int | None = None,
         chunk_bytes: int = 8 << 20,
         fmt: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -154,6 +156,7 @@ class RawReader:
         if int(chunk_bytes) < 4:
             raise CodecError(f"chunk_bytes must be at least 4, got {chunk_bytes}")
         self.chunk_bytes = int(chunk_bytes)
+        self.threads = threads
         with self.path.open("rb") as fh:
             head = fh.read(1 << 16)
             while True:  # headers longer than 64 KiB are unusual but legal
@@ -191,6 +194,8 @@ class RawReader:
         self.stats: dict = {}
 
     def _decoder(self):
+        if self.fmt == "evt3":
+            return Evt3Decoder(self.width, self.height, threads=self.threads)
         return _DECODERS[self.fmt](self.width, self.height)
 
     def _finish(self, dec) -> None:
