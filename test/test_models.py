@@ -367,3 +367,43 @@ def test_cuda_streaming_matches_cpu_clip(snn):
     np.testing.assert_allclose(y, ref, atol=1e-6)
     r = Reconstructor(CVAE(fc_width=8), "cuda", half=True)
     assert r.reconstruct(x[0]).dtype == np.uint8
+
+
+def test_cvae_trains_finite_on_evk4_scale_counts():
+    """EVK4 face crops carry hundreds of events per 64x64 cell; the log1p condition and the clamped log-variance
+    keep training finite (the raw counts made the shipped EVK4 cVAE diverge to NaN weights)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    cfg = CVAEConfig(image_height=16, image_width=16, cond_height=16, cond_width=16, fc_width=32, latent_dim=4)
+    m = CVAE.from_config(cfg)
+    x = torch.rand(8, 1, 16, 16, generator=g)
+    c = torch.poisson(torch.full((8, 2, 16, 16), 400.0), generator=g)
+    c[:, :, :4] *= 8  # bursts of thousands
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(40):
+        x_hat, mu, logvar = m(x, c, generator=g)
+        total, _, _ = cvae_loss(x_hat, x, mu, logvar)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(total.item())
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert all(bool(torch.isfinite(p).all()) for p in m.parameters())
+    assert float(logvar.detach().max()) <= 10.0 and float(logvar.detach().min()) >= -20.0
+    # the condition the layers see is log(1 + counts): a frame scaled 100x moves it by ~log(100), not 100x
+    assert m._cond(c).max() < 12 and CVAE.from_config(CVAEConfig(cond_log1p=False))._cond(c[:1]).max() > 1000
+
+
+def test_training_step_refuses_a_non_finite_loss():
+    from ros2_evmicro.core.train import TrainError, _step
+
+    m = torch.nn.Linear(3, 1)
+    before = m.weight.detach().clone()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    loss = m(torch.ones(1, 3)).sum() * float("nan")
+    with pytest.raises(TrainError, match="diverged"):
+        _step(m, opt, loss, 4)
+    assert torch.equal(m.weight, before)
+    _step(m, opt, (m(torch.ones(1, 3)) * 1e9).sum(), 0)  # a huge but finite gradient is clipped, not applied raw
+    assert float((m.weight - before).norm()) <= 0.1 * 10.0 + 1e-6

@@ -97,3 +97,29 @@ def test_registry():
     assert isinstance(build_model("plif_snn", hidden=8), AUSNN)
     with pytest.raises(UnknownModelError, match="architecture 'lstm'; known: c3d, cvae, plif_snn"):
         build_model("lstm")
+
+
+def test_non_finite_weights_are_refused_on_save_and_on_load(tmp_path):
+    """A diverged model (NaN weights) is never written, and a NaN checkpoint on disk is refused when loaded."""
+    import torch
+
+    from ros2_evmicro.core.models import CVAE, CheckpointError, load_checkpoint, save_checkpoint
+
+    model = CVAE(image_height=8, image_width=8, cond_height=8, cond_width=8, conv1=2, conv2=2, fc_width=4,
+                 latent_dim=2)
+    save_checkpoint(tmp_path / "ok", model)
+    with torch.no_grad():
+        model.dec_fc1.weight[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="non-finite values in dec_fc1.weight"):
+        save_checkpoint(tmp_path / "bad", model)
+    assert not (tmp_path / "bad.pt").exists()
+    # the same NaN written behind the checkpoint code's back (as a diverged run of an older version did)
+    torch.save(model.state_dict(), tmp_path / "ok.pt")
+    import hashlib
+
+    card = (tmp_path / "ok.card.yaml").read_text()
+    old = [ln for ln in card.splitlines() if ln.startswith("sha256:")][0]
+    (tmp_path / "ok.card.yaml").write_text(card.replace(
+        old, "sha256: " + hashlib.sha256((tmp_path / "ok.pt").read_bytes()).hexdigest()))
+    with pytest.raises(CheckpointError, match="NaN or infinite values in dec_fc1.weight"):
+        load_checkpoint(tmp_path / "ok")

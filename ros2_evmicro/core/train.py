@@ -285,9 +285,7 @@ def _train_classifier_epoch(model, opt, clips, cfg, rng, dev) -> float:
         x, y = _batch_clips(batch, cfg, rng)
         x, y = x.to(dev), y.to(dev)
         loss = _classifier_loss(cfg, model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(model, opt, loss, i // cfg.batch_size)
         total += float(loss.detach()) * len(batch)
         n += len(batch)
     return total / max(n, 1)
@@ -312,6 +310,26 @@ def predict_clips(model, clips: Sequence[ClipData], cfg: TrainConfig, dev, batch
     return np.concatenate(scores), total / len(clips)
 
 
+GRAD_CLIP_NORM = 10.0
+"""Gradients are clipped to this global L2 norm before every optimiser step."""
+
+
+def _step(model, opt, loss, batch: int) -> None:
+    """One optimiser step with gradient clipping; a non-finite loss or gradient stops training with a
+    TrainError (no step is taken, so the weights stay finite) instead of saving NaN weights."""
+    import torch
+
+    if not torch.isfinite(loss.detach()):
+        raise TrainError(f"the loss is {float(loss.detach())} at batch {batch}: training diverged; lower --lr "
+                         "(or check the data for huge values)")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+    if not torch.isfinite(norm):
+        raise TrainError(f"non-finite gradient at batch {batch}: training diverged; lower --lr")
+    opt.step()
+
+
 def _train_cvae_epoch(model, opt, pairs, cfg, rng, dev) -> float:
     import torch
 
@@ -329,9 +347,7 @@ def _train_cvae_epoch(model, opt, pairs, cfg, rng, dev) -> float:
         eps_gen = g if dev.type == "cpu" else None
         x_hat, mu, logvar = model(x, c, generator=eps_gen)
         loss, _, _ = cvae_loss(x_hat, x, mu, logvar, beta=cfg.kl_beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _step(model, opt, loss, i // cfg.batch_size)
         total += float(loss.detach()) * len(idx)
         n += len(idx)
     return total / max(n, 1)

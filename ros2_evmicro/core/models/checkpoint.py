@@ -131,6 +131,12 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _non_finite(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinity."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard | None = None) -> ModelCard:
     """Write ``<name>.pt`` (state dict) and ``<name>.card.yaml``; returns the card as written.
 
@@ -140,6 +146,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard | None =
     """
     pt, card_path = checkpoint_paths(path)
     card = card or card_for(model)
+    bad = _non_finite(model.state_dict())
+    if bad:
+        raise CheckpointError(f"refusing to save {pt}: non-finite values in {', '.join(bad[:5])}"
+                              f"{' ...' if len(bad) > 5 else ''} (training diverged)")
     pt.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), pt)
     card = replace(
@@ -251,4 +261,8 @@ def load_checkpoint(
         model.load_state_dict(state, strict=True)
     except (RuntimeError, OSError) as err:
         raise CheckpointError(f"Could not load weights {pt}: {err}") from None
+    bad = _non_finite(state)
+    if bad:
+        raise CheckpointError(f"weights {pt} hold NaN or infinite values in {', '.join(bad[:5])}"
+                              f"{' ...' if len(bad) > 5 else ''}: the model is unusable (its training diverged)")
     return model.to(device).eval(), card

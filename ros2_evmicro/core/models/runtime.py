@@ -33,7 +33,8 @@ way. Checked on CPU with bfloat16 autocast only; the CUDA run is ``python -m ben
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -105,8 +106,48 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _autocast(device: torch.device, half: bool) -> AbstractContextManager:
-    return torch.autocast("cuda", dtype=torch.float16) if half else nullcontext()
+@contextmanager
+def fp32_strict() -> Iterator[None]:
+    """Plain IEEE float32 for cuDNN convolutions and CUDA matmuls (no TF32), restored on exit.
+
+    Uses torch's per-backend ``fp32_precision`` flags where they exist (torch >= 2.9; mixing them with the
+    legacy ``allow_tf32`` flags is an error there), the legacy flags otherwise.
+    """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    mm = torch.backends.cuda.matmul
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        # (after this, torch's legacy ``allow_tf32`` getters raise: nothing here reads them)
+        flags = [f for f in (conv, mm) if hasattr(f, "fp32_precision")]
+        old = [f.fp32_precision for f in flags]
+        for f in flags:
+            f.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            for f, v in zip(flags, old, strict=True):
+                f.fp32_precision = v
+    else:
+        old_legacy = (torch.backends.cudnn.allow_tf32, mm.allow_tf32)
+        torch.backends.cudnn.allow_tf32 = False
+        mm.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, mm.allow_tf32 = old_legacy
+
+
+def _precision(device: torch.device, half: bool) -> AbstractContextManager:
+    """float16 autocast with ``half``; else, on CUDA, plain IEEE float32 (:func:`fp32_strict`).
+
+    A spike is a threshold on a membrane potential, so the rounding of TF32 convolutions (cuDNN's default for
+    float32 on Ampere and later) flips a few percent of the output spikes against the CPU, and makes a
+    frame-by-frame stream differ from the same frames as one clip (cuDNN picks other kernels for other batch
+    shapes): measured on an H200, 3 % of output spikes and 0.03 in AU score (docs/benchmarks.md). Inference is
+    cheap at these sizes, so the runtime keeps IEEE float32 unless half precision is asked for.
+    """
+    if half:
+        return torch.autocast("cuda", dtype=torch.float16)
+    return fp32_strict() if device.type == "cuda" else nullcontext()
 
 
 def _check_half(device: torch.device, half: bool) -> None:
@@ -142,7 +183,8 @@ def classify_clip(
     if x.shape[0] == 0:
         return np.zeros(n_cls, np.float32)
     model.eval()
-    out = model(x.unsqueeze(1).to(dev))[0]
+    with _precision(dev, False):
+        out = model(x.unsqueeze(1).to(dev))[0]
     if getattr(model, "output_kind", "rates") == "logits":
         out = torch.softmax(out.float(), dim=-1)
     return out.float().cpu().numpy()
@@ -208,7 +250,7 @@ class AUStreamer:
                 reset_lanes(self.model, restart)
                 self._sum[restart.to(self.device)] = 0.0
                 self._count[restart] = 0
-        with _autocast(self.device, self.half):
+        with _precision(self.device, self.half):
             spikes = self.model.step(x, lanes=self.lanes)
         self._sum += self.model.vote_rates(spikes.float())
         self._count += 1
