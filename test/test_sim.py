@@ -21,6 +21,7 @@ from ros2_evmicro.core.sim import (
     SimError,
     SimRig,
     Timeline,
+    clip_timeline,
     controls_zero,
     default_geometry,
     homography,
@@ -154,6 +155,28 @@ def test_coactivation_of_au6_with_au12():
         tl = Timeline([(0.2, 12, 1.0, 0.4)], seed=seed, background=Background(enabled=False))
         hits += any(a.au == 6 and not a.performed for a in tl.coactions)
     assert 15 <= hits <= 38  # probability 0.7
+
+
+def test_blink_takes_span_brisk_and_slow_blinks_spontaneous_ones_stay_brisk():
+    from ros2_evmicro.core.sim.timeline import duration_range_s, random_take, take_duration_range_s
+
+    assert duration_range_s(45) == (0.10, 0.15)  # spontaneous blinks of the background
+    assert take_duration_range_s(45) == (0.10, 0.50)
+    assert take_duration_range_s(12) == duration_range_s(12)
+    rng = np.random.default_rng(3)
+    durs = np.array([random_take(45, rng, (0.0, 1.0)).duration_s for _ in range(400)])
+    assert durs.min() >= 0.10 and durs.max() <= 0.50
+    # log-uniform: about half the takes brisk (< 0.22 s), about a sixth slow (> 0.4 s, a drowsy blink)
+    assert 0.4 <= np.mean(durs < 0.22) <= 0.6
+    assert 0.08 <= np.mean(durs > 0.4) <= 0.25
+    # the spontaneous blinks of the background keep the natural 100-150 ms
+    tl = Timeline([], seed=5)
+    blinks = [b for k in range(6) for b in tl._block(k).blinks]
+    assert blinks and all(0.10 <= b.duration_s <= 0.15 for b in blinks)
+    # a 1.2 s clip (the shipped dataset's) still holds the longest take inside its margins
+    c = clip_timeline(45, 1.2, seed=1)
+    a = c.actions[0]
+    assert a.t_start_s >= 0.0 and a.t_end_s <= 1.2
 
 
 def test_protocol_segments_and_markers():
@@ -356,7 +379,7 @@ def test_render_clip_is_deterministic_sorted_and_inside_the_sensor():
     validate_events(a.events, a.width, a.height)
     assert a.events["t"].min() >= 0 and a.events["t"].max() < a.duration_us
     assert (a.au, a.label, a.camera) == (45, au_index(45), "davis")
-    assert 0.1 <= a.action.duration_s <= 0.15
+    assert 0.1 <= a.action.duration_s <= 0.5  # a performed blink: take_duration_range_s(45)
     c = render_clip(2, 45, duration_s=0.6, seed=2, render_hz=120.0)
     assert _fields(c.events) != _fields(a.events)
     assert a.truth_au.shape == (len(a.truth_t_us), NUM_AUS)

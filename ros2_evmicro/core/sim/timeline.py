@@ -7,7 +7,8 @@ are labelled; co-activations (AU6 with AU12, ...) and the background are not. Th
 of any length sees the same involuntary movements at the same times.
 
 Speeds follow micro-expressions: an action lasts 170-500 ms from onset to offset (a blink 100-150 ms,
-closing faster than it reopens); spontaneous blinks come at about 17 per minute, micro-saccades at about
+closing faster than it reopens; a *performed* blink take 100-500 ms, see :func:`take_duration_range_s`);
+spontaneous blinks come at about 17 per minute, micro-saccades at about
 1.5 per second (25 ms each, about a tenth of the gaze range), and the head sways by a few tenths of a
 degree at 0.1-0.8 Hz.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "duration_range_s",
     "protocol_timeline",
     "random_take",
+    "take_duration_range_s",
 ]
 
 AU_NUMBERS: tuple[int, ...] = tuple(a.number for a in AUS)
@@ -61,12 +63,27 @@ CO_ACTIVATIONS: dict[int, tuple[tuple[int, float, float], ...]] = {
 """Performed AU -> (partner AU, relative intensity, probability): natural co-activations (unlabelled)."""
 
 _DURATIONS: dict[int, tuple[float, float]] = {45: (0.10, 0.15), 43: (0.35, 0.5)}
+_TAKE_DURATIONS: dict[int, tuple[float, float]] = {45: (0.10, 0.50)}
+_LOG_UNIFORM_TAKES = frozenset({45})
 _ENVELOPE_FRACS: dict[int, tuple[float, float]] = {45: (0.35, 0.6), 43: (0.2, 0.25)}
 
 
 def duration_range_s(au: int) -> tuple[float, float]:
-    """Range of natural durations (onset to offset, seconds) of an action of ``au``."""
+    """Range of natural durations (onset to offset, seconds) of an action of ``au`` (spontaneous blinks
+    of the background are drawn from it)."""
     return _DURATIONS.get(int(au), (0.17, 0.5))
+
+
+def take_duration_range_s(au: int) -> tuple[float, float]:
+    """Range of durations of a performed take of ``au`` (:func:`random_take`).
+
+    The natural range, except for the blink: a performed AU45 lasts 100-500 ms, drawn log-uniformly (median
+    about 220 ms), so the takes span brisk blinks (100-150 ms, as the spontaneous ones) and the slow blinks of
+    a drowsy driver (400 ms and more; ``config/driver_monitor.yaml`` ``long_blink_ms``). A classifier trained
+    only on 100-150 ms blinks never sees the slow lid closure of the drowsy segment of the demo.
+    """
+    au = int(au)
+    return _TAKE_DURATIONS.get(au, duration_range_s(au))
 
 
 def _check_au(au) -> int:
@@ -264,10 +281,14 @@ class Timeline:
 
 
 def random_take(au: int, rng: np.random.Generator, window_s: tuple[float, float]) -> Action:
-    """One take of ``au`` with random intensity (0.6-1), natural duration and onset inside ``window_s``."""
+    """One take of ``au`` with random intensity (0.6-1), a duration in :func:`take_duration_range_s` and
+    onset inside ``window_s``."""
     au = _check_au(au)
-    lo, hi = duration_range_s(au)
-    dur = float(rng.uniform(lo, hi))
+    lo, hi = take_duration_range_s(au)
+    if au in _LOG_UNIFORM_TAKES:
+        dur = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    else:
+        dur = float(rng.uniform(lo, hi))
     w0, w1 = window_s
     if w1 - w0 < dur:
         raise SimError(f"window {window_s} s is shorter than a take of AU{au} ({dur:.3f} s)")
@@ -281,11 +302,12 @@ def clip_timeline(au: int, duration_s: float = 2.5, seed: int = 0, *,
                   background: Background | None = None, margin_s: float | None = None) -> Timeline:
     """Timeline of one clip: one random take of ``au`` inside ``[margin_s, duration_s - margin_s]``
     (default margin: 0.25 s, less when the clip is too short to hold the longest take of ``au``)."""
+    longest = take_duration_range_s(_check_au(au))[1]
     if margin_s is None:
-        margin_s = min(0.25, max(0.0, (duration_s - duration_range_s(_check_au(au))[1]) / 2))
-    if duration_s <= 2 * margin_s or duration_s <= duration_range_s(_check_au(au))[1]:
+        margin_s = min(0.25, max(0.0, (duration_s - longest) / 2))
+    if duration_s <= 2 * margin_s or duration_s <= longest:
         raise SimError(f"clip of {duration_s} s is too short for margins of {margin_s} s and a take of "
-                       f"AU{au} (up to {duration_range_s(_check_au(au))[1]} s)")
+                       f"AU{au} (up to {longest} s)")
     rng = np.random.default_rng([int(seed), _check_au(au), 0xC11])
     act = random_take(au, rng, (margin_s, duration_s - margin_s))
     return Timeline([act], background=background, seed=seed)
