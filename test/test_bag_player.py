@@ -89,7 +89,9 @@ def test_rate_paces_on_bag_time(ros, tmp_path):
     ev = [(tw, m) for topic, tw, m in got if topic == "/davis/events"]
     assert len(ev) == 30
     wall = ev[-1][0] - ev[0][0]
-    assert 0.27 < wall < 0.6  # 0.58 s at rate 2 = 0.29 s (receive jitter on a busy machine)
+    # 0.58 s at rate 2 = 0.29 s; unpaced it would be a few ms. Receive jitter on a busy machine moves the first
+    # and last receive times by tens of ms (0.258 s measured once on a slow VM)
+    assert 0.2 < wall < 0.6
     assert time.monotonic() - t0 < 5
     # the messages themselves are unchanged: stamps and events as recorded
     with BagReader(bag) as r:

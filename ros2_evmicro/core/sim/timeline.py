@@ -290,8 +290,10 @@ def random_take(au: int, rng: np.random.Generator, window_s: tuple[float, float]
     else:
         dur = float(rng.uniform(lo, hi))
     w0, w1 = window_s
-    if w1 - w0 < dur:
-        raise SimError(f"window {window_s} s is shorter than a take of AU{au} ({dur:.3f} s)")
+    if w1 - w0 < lo:
+        raise SimError(f"window {window_s} s is shorter than the shortest take of AU{au} ({lo:.3f} s)")
+    # a take fits its perform window: a compressed protocol (time_scale << 1) shortens the slow ones
+    dur = min(dur, w1 - w0)
     on, off = _ENVELOPE_FRACS.get(au, (0.35, 0.4))
     jit = rng.uniform(-0.05, 0.05, 2)
     return Action(float(rng.uniform(w0, w1 - dur)), au, float(rng.uniform(0.6, 1.0)), dur,
