@@ -20,18 +20,7 @@ OUT="${OUT:-out/device}"
 mkdir -p "$OUT"
 status=0
 
-if compgen -G ".whl/*.whl" > /dev/null; then
-  if ! python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-      .whl/*.whl; then
-    # both wheels are pure Python (py3-none-any): unpacking them is all an install does
-    echo "device_check: pip install failed; unpacking the wheels into /tmp/site instead"
-    python3 -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall("/tmp/site") for w in sys.argv[1:]]' \
-      .whl/*.whl || status=1
-  fi
-  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-else
-  echo "device_check: no .whl/ folder: using the installed spikingjelly and loguru"
-fi
+source scripts/device_env.sh
 
 echo "== nvidia-smi"
 if command -v nvidia-smi > /dev/null; then nvidia-smi; else echo "nvidia-smi not found"; fi

@@ -37,11 +37,7 @@ say() { echo "[device_train +$(elapsed)s] $*"; }
 status=0
 HELD=$(printf "S%02d" "$SUBJECTS")
 
-if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || python3 -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall("/tmp/site") for w in sys.argv[1:]]' .whl/*.whl
-  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
+source scripts/device_env.sh
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c 'import sys, os, torch, numpy, numba; print("python", sys.version.split()[0], "torch", torch.__version__,
 "cuda", torch.version.cuda, torch.cuda.is_available(), "numpy", numpy.__version__, "numba", numba.__version__,

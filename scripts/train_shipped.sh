@@ -22,6 +22,8 @@
 #   WORK [build/shipped]        dataset and run folders (rerunning continues where it stopped)
 #   MODELS_DIR [models]         where the final checkpoints are copied
 #   RESULTS [docs/results.md]   the results page
+#   ONLY [all]          all, or cvae: only the every-camera dataset and the cVAE steps (test runs, their
+#                       evaluation, the shipped cVAEs); docs/results.md is then left as it is
 #
 # Budget (measured on the 2-core development CPU, 2026-11-28; the first full run took 25 min, the cVAE rerun
 # at 12 epochs 7.5 min):
@@ -49,6 +51,7 @@ DEVICE=${DEVICE:-auto}
 WORK=${WORK:-build/shipped}
 MODELS_DIR=${MODELS_DIR:-models}
 RESULTS=${RESULTS:-docs/results.md}
+ONLY=${ONLY:-all}
 EVMICRO=${EVMICRO:-python -m ros2_evmicro.cli}
 
 mkdir -p "$WORK" "$MODELS_DIR" "$(dirname "$RESULTS")"
@@ -70,16 +73,21 @@ COMMON=(--max-frames "$MAX_FRAMES" --device "$DEVICE" --quiet)
 # 1. datasets: every camera of the rig, one take per AU and subject; and DAVIS alone with more takes for the
 #    event SNN (one take per AU and subject is too little for it at this epoch budget)
 DATA_SNN="$WORK/dataset_davis"
-run $EVMICRO dataset build --sim "$SUBJECTS" --cameras davis --trials "$TRIALS_SNN" --duration-s "$DURATION_S" \
-    "${AUS_ARG[@]}" --out "$DATA_SNN" --workers "$WORKERS" --quiet
+case "$ONLY" in all|cvae) ;; *) echo "ONLY must be all or cvae, got $ONLY" >&2; exit 2 ;; esac
+if [ "$ONLY" = all ]; then
+    run $EVMICRO dataset build --sim "$SUBJECTS" --cameras davis --trials "$TRIALS_SNN" --duration-s "$DURATION_S" \
+        "${AUS_ARG[@]}" --out "$DATA_SNN" --workers "$WORKERS" --quiet
+fi
 run $EVMICRO dataset build --sim "$SUBJECTS" --cameras davis,evk4,webcam --duration-s "$DURATION_S" \
     --evk4-render-hz 150 "${AUS_ARG[@]}" --out "$DATA" --workers "$WORKERS" --quiet
 
 # 2. leave-one-subject-out: SNN on DAVIS events, and the RGB baseline (the same SNN on webcam RGB crops)
-run $EVMICRO train snn --data "$DATA_SNN" --out "$WORK/snn_davis_loso" --modality events --sensor davis \
-    --epochs "$EPOCHS_SNN" "${COMMON[@]}"
-run $EVMICRO train snn --data "$DATA" --out "$WORK/snn_rgb_loso" --modality rgb \
-    --epochs "$EPOCHS_RGB" "${COMMON[@]}"
+if [ "$ONLY" = all ]; then
+    run $EVMICRO train snn --data "$DATA_SNN" --out "$WORK/snn_davis_loso" --modality events --sensor davis \
+        --epochs "$EPOCHS_SNN" "${COMMON[@]}"
+    run $EVMICRO train snn --data "$DATA" --out "$WORK/snn_rgb_loso" --modality rgb \
+        --epochs "$EPOCHS_RGB" "${COMMON[@]}"
+fi
 
 # 3. cVAE per event camera, tested on the last subject (held out)
 for CAM in davis evk4; do
@@ -88,14 +96,19 @@ for CAM in davis evk4; do
 done
 
 # 4. evaluation: Table 5 and Table 6 rows, confusion matrices, reconstruction grids
-run $EVMICRO evaluate --run "$WORK/snn_davis_loso" --run "$WORK/snn_rgb_loso" --run "$WORK/cvae_davis_test" \
-    --run "$WORK/cvae_evk4_test" --device "$DEVICE" --results "$WORK/tables.md" > "$WORK/evaluate.txt"
+EVAL_RUNS=(--run "$WORK/cvae_davis_test" --run "$WORK/cvae_evk4_test")
+if [ "$ONLY" = all ]; then
+    EVAL_RUNS=(--run "$WORK/snn_davis_loso" --run "$WORK/snn_rgb_loso" "${EVAL_RUNS[@]}")
+fi
+run $EVMICRO evaluate "${EVAL_RUNS[@]}" --device "$DEVICE" --results "$WORK/tables.md" > "$WORK/evaluate.txt"
 
 # 5. the shipped models: trained on every subject, with the held-out figures on their cards
-run $EVMICRO train snn --data "$DATA_SNN" --out "$WORK/snn_davis_all" --modality events --sensor davis \
-    --folds none --epochs "$EPOCHS_SNN_FINAL" --metrics-from "$WORK/snn_davis_loso" "${COMMON[@]}"
-run $EVMICRO train snn --data "$DATA" --out "$WORK/snn_rgb_all" --modality rgb \
-    --folds none --epochs "$EPOCHS_RGB" --metrics-from "$WORK/snn_rgb_loso" "${COMMON[@]}"
+if [ "$ONLY" = all ]; then
+    run $EVMICRO train snn --data "$DATA_SNN" --out "$WORK/snn_davis_all" --modality events --sensor davis \
+        --folds none --epochs "$EPOCHS_SNN_FINAL" --metrics-from "$WORK/snn_davis_loso" "${COMMON[@]}"
+    run $EVMICRO train snn --data "$DATA" --out "$WORK/snn_rgb_all" --modality rgb \
+        --folds none --epochs "$EPOCHS_RGB" --metrics-from "$WORK/snn_rgb_loso" "${COMMON[@]}"
+fi
 for CAM in davis evk4; do
     run $EVMICRO train cvae --data "$DATA" --out "$WORK/cvae_${CAM}_all" --sensor "$CAM" \
         --folds none --epochs "$EPOCHS_CVAE" --metrics-from "$WORK/cvae_${CAM}_test" "${COMMON[@]}"
@@ -106,10 +119,13 @@ ship() {  # ship RUN NAME: copy RUN/model.{pt,card.yaml} to MODELS_DIR/NAME.{pt,
     cp "$1/model.card.yaml" "$MODELS_DIR/$2.card.yaml"
     echo "shipped $MODELS_DIR/$2.pt"
 }
-ship "$WORK/snn_davis_all" au_snn_davis
-ship "$WORK/snn_rgb_all" snn_rgb_webcam
+if [ "$ONLY" = all ]; then
+    ship "$WORK/snn_davis_all" au_snn_davis
+    ship "$WORK/snn_rgb_all" snn_rgb_webcam
+fi
 ship "$WORK/cvae_davis_all" cvae_davis
 ship "$WORK/cvae_evk4_all" cvae_evk4
+[ "$ONLY" = all ] || exit 0
 
 # 6. docs/results.md
 T_END=$(date +%s)

@@ -45,6 +45,29 @@ def ros():
         h.close()
 
 
+def write_test_checkpoints(folder: Path) -> tuple[Path, Path]:
+    """Random-weight checkpoints ``folder/snn`` and ``folder/cvae`` (DAVIS cards, counts): the SNN's weights
+    are scaled x6 so that the untrained net fires (a silent net proves nothing). They test the plumbing, not
+    recognition."""
+    import torch
+
+    from ros2_evmicro.core.models import AUSNN, CVAE, card_for, save_checkpoint
+    from ros2_evmicro.core.models.cvae import DEFAULT_CONFIG
+
+    torch.manual_seed(0)
+    snn = AUSNN()
+    with torch.no_grad():
+        for m in snn.modules():
+            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+                m.weight.mul_(6.0)
+    save_checkpoint(folder / "snn", snn, card_for(snn, sensor="davis", window_ms=33.0, normalisation="counts",
+                                                  training_data="random weights (test)"))
+    torch.manual_seed(0)
+    cvae = CVAE.from_config(DEFAULT_CONFIG)
+    save_checkpoint(folder / "cvae", cvae, card_for(cvae, sensor="davis", window_ms=33.0, normalisation="counts"))
+    return folder / "snn", folder / "cvae"
+
+
 def pytest_configure(config):
     """Keep every test's DDS traffic on this machine and apart from other runs (random domain id)."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

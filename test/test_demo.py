@@ -9,26 +9,14 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
-from conftest import REPO, real_file
+from conftest import REPO, real_file, write_test_checkpoints
 
 
 @pytest.fixture(scope="module")
 def test_ckpts(tmp_path_factory):
     """Random-weight checkpoints (scaled so the SNN fires): they test the plumbing, not recognition."""
-    from ros2_evmicro.core.models import AUSNN, CVAE, card_for, save_checkpoint
-    from ros2_evmicro.core.models.cvae import DEFAULT_CONFIG
-
     d = tmp_path_factory.mktemp("demo_ckpt")
-    torch.manual_seed(0)
-    snn = AUSNN()
-    with torch.no_grad():
-        for m in snn.modules():
-            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
-                m.weight.mul_(6.0)
-    save_checkpoint(d / "snn", snn, card_for(snn, sensor="davis", window_ms=33.0, normalisation="counts"))
-    cvae = CVAE.from_config(DEFAULT_CONFIG)
-    save_checkpoint(d / "cvae", cvae, card_for(cvae, sensor="davis", window_ms=33.0, normalisation="counts"))
+    write_test_checkpoints(d)
     return d
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-import torch
+from conftest import write_test_checkpoints
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
@@ -17,31 +19,18 @@ from ros2_evmicro.ros.node import FRAMES_QOS, SENSOR_QOS
 
 
 @pytest.fixture(scope="module")
-def snn_ckpt(tmp_path_factory):
-    from ros2_evmicro.core.models import AUSNN, card_for, save_checkpoint
-
-    torch.manual_seed(0)
-    model = AUSNN()
-    with torch.no_grad():  # scale weights so that the untrained net fires (a silent net proves nothing)
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
-                m.weight.mul_(6.0)
-    path = tmp_path_factory.mktemp("ckpt") / "snn_test"
-    save_checkpoint(path, model, card_for(model, sensor="davis", window_ms=33.0, normalisation="counts",
-                                          training_data="random weights (test)"))
-    return path
+def test_ckpts(tmp_path_factory) -> tuple[Path, Path]:
+    return write_test_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
-def cvae_ckpt(tmp_path_factory):
-    from ros2_evmicro.core.models import CVAE, card_for, save_checkpoint
-    from ros2_evmicro.core.models.cvae import DEFAULT_CONFIG
+def snn_ckpt(test_ckpts):
+    return test_ckpts[0]
 
-    torch.manual_seed(0)
-    model = CVAE.from_config(DEFAULT_CONFIG)
-    path = tmp_path_factory.mktemp("ckpt") / "cvae_test"
-    save_checkpoint(path, model, card_for(model, sensor="davis", window_ms=33.0, normalisation="counts"))
-    return path
+
+@pytest.fixture(scope="module")
+def cvae_ckpt(test_ckpts):
+    return test_ckpts[1]
 
 
 def _frames(n, seed=0):

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_test_checkpoints
 
 from ros2_evmicro.core.au import AU_CODES, NUM_AUS, au_index
 from ros2_evmicro.core.bagio import BagWriter, qos_profile
@@ -242,22 +243,7 @@ def test_evaluate_recorded_reads_jointstate_outputs(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    import torch
-
-    from ros2_evmicro.core.models import AUSNN, CVAE, card_for, save_checkpoint
-    from ros2_evmicro.core.models.cvae import DEFAULT_CONFIG
-
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    snn = AUSNN()
-    with torch.no_grad():  # scaled so that the untrained net fires (see test_inference_nodes)
-        for m in snn.modules():
-            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
-                m.weight.mul_(6.0)
-    save_checkpoint(d / "snn", snn, card_for(snn, sensor="davis", window_ms=33.0, normalisation="counts"))
-    cvae = CVAE.from_config(DEFAULT_CONFIG)
-    save_checkpoint(d / "cvae", cvae, card_for(cvae, sensor="davis", window_ms=33.0, normalisation="counts"))
-    return d / "snn", d / "cvae"
+    return write_test_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.mark.slow

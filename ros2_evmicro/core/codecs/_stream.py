@@ -162,6 +162,10 @@ class StreamingDecoder:
                 grown = new_event_buffer(2 * buf.shape[0] + 4 * per)
                 grown[:n] = buf[:n]
                 buf = grown
+        return self._finish(buf, n, tbuf, nt)
+
+    def _finish(self, buf: np.ndarray, n: int, tbuf: np.ndarray, nt: int) -> np.ndarray:
+        """End of a decoded chunk: keep its ``nt`` trigger rows, count, and return its ``n`` events."""
         trig = triggers_from_buffer(tbuf, nt)
         self.last_triggers = trig
         if nt:
