@@ -186,11 +186,17 @@ def _perception(cam: str, face_from: str, calibration: str = "") -> list[NodeDec
     return out
 
 
+AU_CHECKPOINTS = {"davis": "au_snn_davis_21subj"}
+"""The shipped AU SNN per event camera (models/): for the DAVIS346 the 21-subject model
+(docs/results_snn_gpu.md); others ``au_snn_<camera>``."""
+
+
 def _inference(cam: str, args: dict[str, str]) -> list[NodeDecl]:
     frames = f"/{cam}/frames"
+    au_ckpt = args.get("au_checkpoint") or AU_CHECKPOINTS.get(cam, f"au_snn_{cam}")
     return [
         NodeDecl("au", "au", parameters={"device": args.get("device", "auto"), "sensor": cam,
-                                         "checkpoint": args.get("au_checkpoint") or f"au_snn_{cam}"},
+                                         "checkpoint": au_ckpt},
                  remappings=(("frames", frames),), param_files=("au.yaml",)),
         NodeDecl("recon", "recon", parameters={"device": args.get("device", "auto"), "sensor": cam,
                                                "checkpoint": args.get("recon_checkpoint") or f"cvae_{cam}"},
@@ -286,7 +292,8 @@ GRAPHS: dict[str, Graph] = {
             GraphArg("scenario", "demo", "sim scenario (scripted AUs and a drowsy segment)"),
             GraphArg("rate", "1.0", "playback rate of sim and file sources (1 = real time)"),
             GraphArg("device", "auto", "inference device: auto, cpu, cuda, cuda:N"),
-            GraphArg("au_checkpoint", "", "AU SNN checkpoint (default: models/au_snn_<camera>)"),
+            GraphArg("au_checkpoint", "", "AU SNN checkpoint (default: models/au_snn_davis_21subj for davis, "
+                     "else models/au_snn_<camera>)"),
             GraphArg("recon_checkpoint", "", "cVAE checkpoint (default: models/cvae_<camera>)"),
             GraphArg("out_dir", "evmicro_demo", "folder for the dashboard video and the summary"),
             GraphArg("duration_s", "0", "stop after this many seconds (0 = when the input ends, or never)"),
@@ -327,7 +334,8 @@ GRAPHS: dict[str, Graph] = {
             GraphArg("rate", "1.0", "replay rate (0 = as fast as possible)"),
             GraphArg("loop", "false", "loop the bag", ("true", "false")),
             GraphArg("device", "auto", "inference device"),
-            GraphArg("au_checkpoint", "", "AU SNN checkpoint (default: models/au_snn_<camera>)"),
+            GraphArg("au_checkpoint", "", "AU SNN checkpoint (default: models/au_snn_davis_21subj for davis, "
+                     "else models/au_snn_<camera>)"),
             GraphArg("recon_checkpoint", "", "cVAE checkpoint (default: models/cvae_<camera>)"),
             GraphArg("out_dir", "", "record the outputs here (empty: do not record)"),
         ),

@@ -60,8 +60,8 @@ def test_demo_graph_on_real_davis_recording(tmp_path, test_ckpts):
 @pytest.fixture(scope="module")
 def shipped_demo(tmp_path_factory):
     """The README's main command with the shipped checkpoints, run once for the tests below."""
-    if not (REPO / "models" / "au_snn_davis.pt").exists():
-        pytest.fail("models/au_snn_davis.pt is not shipped (scripts/train_shipped.sh makes it)")
+    if not (REPO / "models" / "au_snn_davis_21subj.pt").exists():
+        pytest.fail("models/au_snn_davis_21subj.pt is not shipped (scripts/device_train.sh makes it)")
     out = tmp_path_factory.mktemp("full")
     _demo([], out, timeout=400)
     return json.loads((out / "demo_report.json").read_text()), json.loads((out / "summary.json").read_text())
@@ -74,7 +74,8 @@ def test_demo_recognises_performed_aus_in_order(shipped_demo):
     rows = report["recognition"]
     assert len(rows) >= 18, "perform segments missing from the report"
     acc = sum(r["ok"] for r in rows) / len(rows)
-    # 9/20 measured with the shipped model (the eyelid AUs 41/43/45 are not learned yet, see docs/results.md);
+    # 9/20 measured with the shipped model (2026-11-28): 9 of the 11 non-eyelid AUs; the eyelid AUs 41/43/45
+    # are confused with each other, which the driver monitor's pooled eye-closure channel absorbs (next test);
     # chance is 1/21
     assert acc >= 0.35, f"only {acc:.0%} of the performed AUs were recognised"
     head_and_mouth = [r for r in rows if r["performed"] in ("AU26", "AU51", "AU52", "AU53", "AU61")]
@@ -82,11 +83,14 @@ def test_demo_recognises_performed_aus_in_order(shipped_demo):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the shipped SNN confuses the eyelid AUs (41, 43, 45) with gaze AU61 "
-                   "(LOSO accuracy 0-5 % for them), and the 21-subject GPU model (AU43 learned on clips) scores "
-                   "eye closures too briefly in the 1 s sliding window: the blink-based drowsiness alert does not "
-                   "fire yet (docs/results_snn_gpu.md)")
 def test_demo_alerts_drowsiness_in_the_drowsy_segment(shipped_demo):
-    _, summary = shipped_demo
+    report, summary = shipped_demo
     levels = [a for a in summary["alerts"] if a.get("kind") == "drowsiness" and a.get("level") in ("WARN", "ERROR")]
     assert levels, "no drowsiness alert in the scripted drowsy segment"
+    # the drowsy segment follows the performed AUs; no drowsiness alert before it
+    rows = report["recognition"]
+    from ros2_evmicro.core.sim.scenarios import DROWSY_AUS
+
+    drowsy_start_ns = rows[-len(DROWSY_AUS)]["start_ns"]  # the drowsy takes close the demo script
+    assert all(a["t_ns"] >= drowsy_start_ns for a in levels), (levels, drowsy_start_ns)
+    assert any("blink" in a.get("reason", "") for a in levels), levels

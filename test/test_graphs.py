@@ -162,3 +162,44 @@ def test_launch_files_start_the_graph_nodes(monkeypatch, launch_file, graph, val
         assert n.kwargs["parameters"][-1] == dict(d.parameters)
         assert n.kwargs["remappings"] == list(d.remappings)
         assert ("on_exit" in n.kwargs) == d.required
+
+
+@pytest.mark.slow
+def test_child_process_of_a_killed_runner_stops_by_itself(tmp_path):
+    """`evmicro demo` killed hard (SIGKILL: no close) must not leave its simulator process running."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        "from ros2_evmicro.graphs import NodeDecl\n"
+        "from ros2_evmicro.ros.runner import GraphRun\n"
+        "d = NodeDecl('sim_rig', 'sim_rig', process='sensors', parameters={'cameras': ['davis'], "
+        "'scenario': 'idle', 'aps': False, 'imu': False, 'playback_rate': 0.2})\n"
+        "run = GraphRun([d])\n"
+        "print(run.children['sensors'].pid, flush=True)\n"
+        "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        child = int(parent.stdout.readline())
+        time.sleep(3.0)  # the child is up and running its node
+        os.kill(child, 0)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            # reap it if it became our zombie (it is re-parented to init, normally)
+            time.sleep(0.2)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the child process outlived its killed parent by 30 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

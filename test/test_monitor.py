@@ -18,11 +18,16 @@ from ros2_evmicro.core.monitor import (
 )
 
 FRAME_NS = 33_333_333  # 30 Hz
+SHARP = {"closure_spread_ms": 0.0}
+"""The scripted scores below switch on and off at once (no sliding window): no spread to remove from closures."""
 
 
-def scripted(duration_s: float, actions=(), seed: int = 0, noise: float = 0.2, level: float = 0.85):
+def scripted(duration_s: float, actions=(), seed: int = 0, noise: float = 0.1, level: float = 0.85):
     """AU score sequence at 30 Hz: uniform noise in [0, noise) plus ``actions`` (au, t0_s, dur_s) held at
-    about ``level`` (+- 0.05). Returns (times_ns (N,), scores (N, 21))."""
+    about ``level`` (+- 0.05). Returns (times_ns (N,), scores (N, 21)).
+
+    The SNN's scores are voting rates trained towards one-hot targets, near 0 at rest; 0.1 of noise on each AU
+    keeps the three pooled lid AUs (0.3 at most) under the off threshold."""
     rng = np.random.default_rng(seed)
     n = int(round(duration_s * 1e9 / FRAME_NS))
     t = np.arange(n, dtype=np.int64) * FRAME_NS
@@ -130,7 +135,7 @@ def test_level_tracker_hysteresis_and_hold_golden():
 
 def test_normal_blinking_stays_ok():
     t, s = scripted(90.0, blinks(1.0, 90.0, 60 / 17, 0.15), seed=1)
-    mon = DriverMonitor()
+    mon = DriverMonitor(SHARP)
     events, levels = feed(mon, t, s)
     assert all(lv == {"drowsiness": "OK", "distraction": "OK"} for lv in levels)
     kinds = [e["kind"] for e in events]
@@ -170,7 +175,7 @@ def test_drowsy_segment_warn_then_error_then_recovery_with_hysteresis():
 
 def test_eye_closure_is_a_microsleep_error():
     t, s = scripted(8.0, [(43, 3.0, 2.5)], seed=3)
-    mon = DriverMonitor()
+    mon = DriverMonitor(SHARP)
     events, levels = feed(mon, t, s)
     closed = [e for e in events if e["kind"] == "eyes_closed"]
     assert len(closed) == 1 and closed[0]["t"] == pytest.approx(4.0, abs=0.1)
@@ -190,6 +195,52 @@ def test_supporting_aus_add_evidence_but_never_warn_alone():
     assert a.score == pytest.approx(0.3, abs=1e-9)  # no primary indicator + one piece of support
     assert "drowsiness AUs" in a.reason
     assert all(lv["drowsiness"] == "OK" for lv in levels)
+
+
+def test_lid_aus_are_pooled_into_one_eye_closure_channel():
+    # a long closure whose votes the model spreads over AU41, AU43 and AU45 (none reaches on_threshold alone)
+    t, s = scripted(6.0, seed=7, noise=0.05)
+    on = (t >= 2.0e9) & (t < 2.6e9)
+    for au in (41, 43, 45):
+        s[on, au_index(au)] = 0.3
+    events, _ = feed(DriverMonitor(SHARP), t, s)
+    blink = [e for e in events if e["kind"] in ("blink", "long_blink")]
+    assert [e["kind"] for e in blink] == ["blink", "long_blink"]
+    assert blink[0]["duration_ms"] == pytest.approx(600, abs=40) and blink[0]["peak"] == pytest.approx(0.9)
+    # AU45 alone: the same votes are no blink at all
+    events, _ = feed(DriverMonitor({"closure_aus": [45]}), t, s)
+    assert not [e for e in events if e["kind"] in ("blink", "long_blink")]
+    # and a blink scored on AU45 alone still counts with the pooled channel
+    t, s = scripted(4.0, [(45, 1.0, 0.2)], seed=8)
+    mon = DriverMonitor(SHARP)
+    events, _ = feed(mon, t, s)
+    assert [e["kind"] for e in events if "blink" in e["kind"]] == ["blink"]
+    assert 0.0 <= mon.status()["drowsiness"].values["closure_score"] <= 1.0
+    with pytest.raises(MonitorError, match="closure_aus"):
+        DriverMonitor({"closure_aus": []})
+    with pytest.raises(MonitorError, match="closure_spread_ms"):
+        DriverMonitor({"closure_spread_ms": -1.0})
+    with pytest.raises(MonitorError, match="closure_aus"):
+        DriverMonitor({"closure_aus": [44]})
+
+
+def test_closure_spread_of_the_stream_is_removed_from_every_closure():
+    # the AU stream holds a 450 ms closure for 650 ms (its window): with the default 200 ms spread it is a
+    # 450 ms long blink, with no correction 650 ms; a 300 ms activation (a 100 ms blink) is no long blink
+    t, s = scripted(6.0, [(45, 1.0, 0.65), (45, 3.0, 0.3)], seed=9)
+    mon = DriverMonitor()
+    assert mon.p.closure_spread_ms == 200.0
+    events, _ = feed(mon, t, s)
+    blinks_ = [e for e in events if e["kind"] == "blink"]
+    frame_ms = FRAME_NS / 1e6  # durations are whole sample periods
+    assert [e["duration_ms"] for e in blinks_] == [pytest.approx(450, abs=frame_ms), pytest.approx(100, abs=frame_ms)]
+    assert [e["active_ms"] - e["duration_ms"] for e in blinks_] == [pytest.approx(200.0)] * 2
+    assert len([e for e in events if e["kind"] == "long_blink"]) == 1
+    # the ongoing closure too: a 1.5 s activation is a 1.3 s closure, reported when it reaches 1 s
+    t, s = scripted(5.0, [(43, 1.0, 1.5)], seed=10)
+    events, _ = feed(DriverMonitor(), t, s)
+    closed = [e for e in events if e["kind"] == "eyes_closed"]
+    assert len(closed) == 1 and closed[0]["t"] == pytest.approx(2.2, abs=2 * FRAME_NS / 1e9)
 
 
 # -- distraction ------------------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_offline_frames_use_the_box_received_before_the_window_closes(tmp_path):
     from ros2_evmicro.core.slicer import Slicer
 
     bag = small_bag(tmp_path / "b")
-    res = offline_pipeline(bag)
+    res = offline_pipeline(bag, ReplayConfig(roi_deadband=0.0))  # follow every box: which box a window takes
     # windows on the 33 ms grid of ROS time (T0 lies 5 ms into one): [-5, 28) ... [160, 193) ms close;
     # the last, open window is not flushed (as the node)
     assert (res.frame_stamps_ns - T0).tolist() == [(-5 + 33 * k) * 1_000_000 for k in range(6)]
@@ -303,3 +303,44 @@ def test_evaluate_replay_cli(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["segments"][0]["top3"] == ["AU12", "AU45", "AU4"]
     assert cli_main(["evaluate-replay", "--bag", str(tmp_path / "out")]) == 2
     assert "needs --bag SESSION and --checkpoint" in capsys.readouterr().err
+
+
+def test_crop_box_dead_band_holds_small_moves_and_follows_large_ones():
+    from ros2_evmicro.core.roi import hold_box
+
+    held = (100.0, 100.0, 200.0, 220.0)  # side 120: the dead band is 30 px at 0.25
+    assert hold_box(None, (1, 2, 3, 4), 0.25) == (1.0, 2.0, 3.0, 4.0)
+    assert hold_box(held, (129.0, 100.0, 229.0, 220.0), 0.25) == held  # centre 29 px right: held
+    assert hold_box(held, (131.0, 100.0, 231.0, 220.0), 0.25) == (131.0, 100.0, 231.0, 220.0)  # 31 px: moves
+    assert hold_box(held, (100.0, 70.5, 200.0, 190.5), 0.25) == held  # 29.5 px up: held
+    assert hold_box(held, (86.0, 86.0, 215.0, 235.0), 0.25) == held  # side 149: +29 px, held
+    assert hold_box(held, (85.0, 85.0, 215.0, 235.0), 0.25) == (85.0, 85.0, 215.0, 235.0)  # +30 px: moves
+    assert hold_box(held, (80.0, 80.0, 220.0, 240.0), 0.25) == (80.0, 80.0, 220.0, 240.0)  # side +40: moves
+    assert hold_box(held, (101.0, 100.0, 201.0, 220.0), 0.0) == (101.0, 100.0, 201.0, 220.0)  # 0: follows
+
+    # in the history: the held box is stored under each new stamp; a slow drift moves the crop in one step
+    h = RoiHistory(deadband=0.25)
+    for i in range(8):
+        h.add(i * 10, (100.0 + 5 * i, 100.0, 200.0 + 5 * i, 220.0))
+    boxes = [h.at(i * 10)[0][0] for i in range(8)]
+    assert boxes == [100.0] * 6 + [130.0, 130.0]  # 30 px (not < 30) at the 7th box: the crop moves there
+    assert h.at(55) == ((100.0, 100.0, 200.0, 220.0), 50)
+    with pytest.raises(ValueError):
+        RoiHistory(deadband=-0.1)
+
+
+def test_dataset_boxes_and_replay_use_the_slicer_nodes_dead_band():
+    from ros2_evmicro.core.dataset import BoxTrack, BuildConfig
+    from ros2_evmicro.specs.slicer import SPEC
+
+    default = SPEC.values({}).roi_deadband
+    assert BuildConfig().roi_deadband == ReplayConfig().roi_deadband == default > 0
+    tr, h = BoxTrack(), RoiHistory(deadband=default)
+    rng = np.random.default_rng(3)
+    for i in range(50):
+        box = (100 + rng.normal(0, 12), 80 + rng.normal(0, 12), 200 + rng.normal(0, 12), 200 + rng.normal(0, 12))
+        tr.add(i * 33_000, box)
+        h.add(i * 33_000_000, box)
+    held = tr.held(default)
+    assert [held.at(i * 33_000) for i in range(50)] == [h.at(i * 33_000_000)[0] for i in range(50)]
+    assert len(set(held.boxes)) < len(set(tr.boxes))

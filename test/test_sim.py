@@ -72,6 +72,23 @@ def test_render_shape_range_and_determinism():
     assert float(img[0, 0, 0]) == pytest.approx(0.5, abs=1e-6)
 
 
+def test_head_drawing_is_reused_only_while_the_expression_is_unchanged():
+    """head_canvas skips redrawing when only the pose controls changed: the result equals a fresh drawing."""
+    tl = Timeline([(0.2, 12, 1.0, 0.4), (0.9, 51, 1.0, 0.5), (1.6, 45, 1.0, 0.3)], seed=2)
+    cs = tl.controls(np.arange(0.0, 2.2, 0.01))
+    cached, fresh = FaceRenderer(subject_from_seed(4), 2.0), FaceRenderer(subject_from_seed(4), 2.0)
+    reused = 0
+    for c in cs:
+        before = cached._head_key
+        got = cached.head_canvas(c).copy()
+        reused += before is not None and cached._head_key is before
+        fresh._head_key = None
+        assert np.array_equal(got, fresh.head_canvas(c))
+    assert reused > len(cs) // 3  # the head turn (AU51) and the rest between actions reuse the drawing
+    with pytest.raises(SimError):
+        cached.head_canvas(np.zeros(3, np.float32))
+
+
 @pytest.mark.parametrize(
     ("au", "region"),
     [

@@ -59,7 +59,7 @@ import numpy as np
 
 from ros2_evmicro.core.au import AUS, au_index
 from ros2_evmicro.core.face import FaceError, crop_resize, map_box, square_box
-from ros2_evmicro.core.roi import crop_counts
+from ros2_evmicro.core.roi import crop_counts, hold_box
 from ros2_evmicro.core.slicer import Slicer
 
 __all__ = [
@@ -111,12 +111,15 @@ class BuildConfig:
     late_tolerance_us: int = 2_000
     detector: str = "mtcnn"
     detect_every: int = 3
+    roi_deadband: float = 0.25  # the slicer node's default (specs/slicer.py; a test keeps them equal)
 
     def __post_init__(self) -> None:
         if self.window_us <= 0 or self.margin_s < 0 or self.crop_size < 4 or self.big_size < 4:
             raise DatasetError(f"bad build config {self}: window_us > 0, margin_s >= 0, sizes >= 4")
         if self.detector not in ("mtcnn", "haar"):
             raise DatasetError(f"detector must be 'mtcnn' or 'haar', got {self.detector!r}")
+        if not 0.0 <= self.roi_deadband <= 1.0:
+            raise DatasetError(f"roi_deadband must be within 0..1, got {self.roi_deadband}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,6 +154,13 @@ class BoxTrack:
             raise DatasetError("no face box")
         i = max(bisect_right(self.stamps_us, int(t_us)) - 1, 0)
         return self.boxes[i]
+
+    def held(self, deadband: float) -> BoxTrack:
+        """The crop boxes the slicer node would use with ``roi_deadband`` (:func:`~ros2_evmicro.core.roi.hold_box`)."""
+        out = BoxTrack()
+        for s, b in zip(self.stamps_us, self.boxes, strict=True):
+            out.add(s, hold_box(out.boxes[-1] if out.boxes else None, b, deadband))
+        return out
 
     def mapped(self, H: np.ndarray, size: tuple[int, int] | None) -> BoxTrack:
         """The same track in another camera's pixels through homography ``H``."""
@@ -707,7 +717,7 @@ def _camera_boxes(reader, info, folder: Path, cam: str, cams: Sequence[str], win
     if not len(tr):
         raise DatasetError(f"no face box for {cam}: no /{cam}/face_roi, no mapping from another camera's "
                            "boxes (calibration_files in session.yaml), and no face found in its frames")
-    return tr
+    return tr.held(cfg.roi_deadband)
 
 
 def session_clip_sources(folder: str | os.PathLike, cfg: BuildConfig = BuildConfig()

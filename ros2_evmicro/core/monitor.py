@@ -11,10 +11,16 @@ Three layers:
    reaches ``on_threshold`` (in ``argmax`` mode it must also lead the runner-up by ``argmax_margin``), stays
    active until the score falls below ``off_threshold`` (hysteresis), and counts only after
    ``min_active_frames`` consecutive active samples (debounce of one-frame spikes).
-2. Indicators over a sliding window (``window_s``): blink rate (AU45 activations per minute), mean blink
-   duration, long-blink rate, PERCLOS-like eye-closure fraction (AU43 or AU45 active), lid-droop fraction
-   (AU41), the fraction with a supporting AU active (AU2, AU15, AU17, AU9), the ongoing eye closure (AU43),
-   and for distraction the ongoing head-away (AU51-54) and gaze-away (AU61-64) times and the total away time.
+   The lid-closing AUs (``closure_aus``: AU41 lid droop, AU43 eyes closed, AU45 blink) are also summed
+   (at most 1) into one *eye-closure* channel with the same hysteresis. FACS tells these AUs apart by how
+   long and how far the lid closes; an event camera sees the lid move down and back up and little in
+   between, and a window classifier spreads its votes over the three (measured: docs/driver_monitor.md).
+   The monitor measures the duration itself, on the pooled channel.
+2. Indicators over a sliding window (``window_s``): blink rate (eye-closure activations per minute), mean
+   blink duration, long-blink rate, PERCLOS-like eye-closure fraction (eye-closure channel active),
+   lid-droop fraction (AU41), the fraction with a supporting AU active (AU2, AU15, AU17, AU9), the ongoing
+   eye closure, and for distraction the ongoing head-away (AU51-54) and gaze-away (AU61-64) times and the
+   total away time.
 3. Each indicator is normalised so that 1 = its WARN threshold and 2 = its ERROR threshold (linear in
    between, proportional below); a monitor's score is the largest normalised indicator (drowsiness adds
    ``support_weight`` per piece of supporting evidence). :class:`LevelTracker` turns the score into
@@ -52,7 +58,7 @@ __all__ = [
 LEVELS: tuple[str, ...] = ("OK", "WARN", "ERROR")
 """Level names; the index is the level (0 = OK, 1 = WARN, 2 = ERROR), as in diagnostic_msgs."""
 
-_I_AU41, _I_AU43, _I_AU45 = au_index(41), au_index(43), au_index(45)
+_I_AU41 = au_index(41)
 _HEAD = np.array([au_index(a) for a in (51, 52, 53, 54)])
 _GAZE = np.array([au_index(a) for a in (61, 62, 63, 64)])
 
@@ -106,14 +112,14 @@ class Activation:
 
 
 class AuActivity:
-    """Hysteresis tracker of the 21 AUs (see the module docstring, layer 1).
+    """Hysteresis tracker of the 21 AUs (see the module docstring, layer 1), or of ``channels`` other scores.
 
     ``update`` returns the onsets confirmed and the activations finished at that sample; ``active`` is the
     raw state (including not yet confirmed activations), ``start_ns`` its start times.
     """
 
     def __init__(self, on_threshold: float = 0.5, off_threshold: float = 0.35, min_active_frames: int = 2,
-                 onset_mode: str = "threshold", argmax_margin: float = 0.1):
+                 onset_mode: str = "threshold", argmax_margin: float = 0.1, channels: int = NUM_AUS):
         if not 0.0 <= off_threshold <= on_threshold <= 1.0:
             raise MonitorError(f"need 0 <= off_threshold <= on_threshold <= 1, got off={off_threshold}, "
                                f"on={on_threshold}")
@@ -121,6 +127,9 @@ class AuActivity:
             raise MonitorError(f"onset_mode must be 'threshold' or 'argmax', got {onset_mode!r}")
         if min_active_frames < 1:
             raise MonitorError(f"min_active_frames must be >= 1, got {min_active_frames}")
+        if channels < (2 if onset_mode == "argmax" else 1):
+            raise MonitorError(f"need at least {2 if onset_mode == 'argmax' else 1} channels, got {channels}")
+        self.channels = int(channels)
         self.on_threshold = float(on_threshold)
         self.off_threshold = float(off_threshold)
         self.min_active_frames = int(min_active_frames)
@@ -129,14 +138,15 @@ class AuActivity:
         self.reset()
 
     def reset(self) -> None:
-        self.active = np.zeros(NUM_AUS, dtype=bool)
-        self.confirmed = np.zeros(NUM_AUS, dtype=bool)
-        self.start_ns = np.zeros(NUM_AUS, dtype=np.int64)
-        self.peak = np.zeros(NUM_AUS, dtype=np.float64)
-        self.run = np.zeros(NUM_AUS, dtype=np.int64)
+        n = self.channels
+        self.active = np.zeros(n, dtype=bool)
+        self.confirmed = np.zeros(n, dtype=bool)
+        self.start_ns = np.zeros(n, dtype=np.int64)
+        self.peak = np.zeros(n, dtype=np.float64)
+        self.run = np.zeros(n, dtype=np.int64)
 
     def update(self, t_ns: int, scores: np.ndarray) -> tuple[list[Onset], list[Activation]]:
-        """One sample: ``scores`` (21,) in [0, 1] at time ``t_ns``. Returns (onsets, finished activations)."""
+        """One sample: ``scores`` (channels,) in [0, 1] at time ``t_ns``. Returns (onsets, finished activations)."""
         s = scores
         onsets: list[Onset] = []
         ended: list[Activation] = []
@@ -151,7 +161,7 @@ class AuActivity:
         self.peak[cont] = np.maximum(self.peak[cont], s[cont])
         self.run[cont] += 1
         if self.onset_mode == "argmax":
-            can = np.zeros(NUM_AUS, dtype=bool)
+            can = np.zeros(self.channels, dtype=bool)
             order = np.argsort(s)
             top = int(order[-1])
             if s[top] >= self.on_threshold and s[top] - s[order[-2]] >= self.argmax_margin:
@@ -267,6 +277,7 @@ class DriverMonitor:
     def __init__(self, params: Mapping[str, Any] | None = None):
         self.p = self._check(params)
         self.activity = self._activity(self.p)
+        self.closure = self._closure_activity(self.p)
         self.drowsy = LevelTracker(self.p.level_hysteresis, self.p.level_hold_s)
         self.distract = LevelTracker(self.p.level_hysteresis, self.p.level_hold_s)
         self.reset()
@@ -286,10 +297,13 @@ class DriverMonitor:
                  ("away_warn_s", "away_error_s"), ("away_total_warn_s", "away_total_error_s")]
         bad = [f"{a}={p[a]} must be below {b}={p[b]}" for a, b in pairs if not p[a] < p[b]]
         bad += [f"{a} must be > 0" for a, _ in pairs[1:] if p[a] <= 0]
-        try:
-            [au_index(a) for a in p.support_aus]
-        except ValueError as err:
-            bad.append(f"support_aus: {err}")
+        for name in ("support_aus", "closure_aus"):
+            try:
+                [au_index(a) for a in p[name]]
+            except ValueError as err:
+                bad.append(f"{name}: {err}")
+        if not p.closure_aus:
+            bad.append("closure_aus must name at least one AU (e.g. [45])")
         if bad:
             raise MonitorError("driver monitor thresholds: " + "; ".join(bad))
         return p
@@ -298,24 +312,32 @@ class DriverMonitor:
     def _activity(p: ParamValues) -> AuActivity:
         return AuActivity(p.on_threshold, p.off_threshold, p.min_active_frames, p.onset_mode, p.argmax_margin)
 
+    @staticmethod
+    def _closure_activity(p: ParamValues) -> AuActivity:
+        return AuActivity(p.on_threshold, p.off_threshold, p.min_active_frames, "threshold", channels=1)
+
     def configure(self, params: Mapping[str, Any]) -> None:
         """Apply new parameter values (runtime change) keeping the history; raises :class:`MonitorError`."""
         p = self._check(params)
-        act = self._activity(p)
-        act.active, act.confirmed, act.start_ns = self.activity.active, self.activity.confirmed, \
-            self.activity.start_ns
-        act.peak, act.run = self.activity.peak, self.activity.run
-        self.p, self.activity = p, act
+        act, cl = self._activity(p), self._closure_activity(p)
+        for new, old in ((act, self.activity), (cl, self.closure)):
+            new.active, new.confirmed, new.start_ns = old.active, old.confirmed, old.start_ns
+            new.peak, new.run = old.peak, old.run
+        self.p, self.activity, self.closure = p, act, cl
         for tr in (self.drowsy, self.distract):
             tr.hysteresis, tr.hold_ns = p.level_hysteresis, int(p.level_hold_s * 1e9)
         self._support = np.array([au_index(a) for a in p.support_aus])
+        self._closure_idx = np.array([au_index(a) for a in p.closure_aus])
 
     def reset(self) -> None:
         """Forget all history (levels back to OK)."""
         self.activity.reset()
+        self.closure.reset()
         self.drowsy.level, self.drowsy.since_ns = 0, None
         self.distract.level, self.distract.since_ns = 0, None
         self._support = np.array([au_index(a) for a in self.p.support_aus])
+        self._closure_idx = np.array([au_index(a) for a in self.p.closure_aus])
+        self.closure_score = 0.0
         self.t0_ns: int | None = None
         self.last_ns: int | None = None
         self._samples: deque[tuple[int, int, int]] = deque()  # (t_ns, dt_ns, flag bits)
@@ -357,21 +379,25 @@ class DriverMonitor:
         self.n_samples += 1
         p = self.p
         act = self.activity
-        onsets, ended = act.update(t_ns, s)
+        act.update(t_ns, s)
+        # the eye-closure channel: the lid-closing AUs pooled (module docstring)
+        cl = self.closure
+        self.closure_score = min(1.0, float(s[self._closure_idx].sum()))
+        _, closures = cl.update(t_ns, np.array([self.closure_score]))
 
-        # blinks
-        for a in ended:
-            if a.index == _I_AU45:
-                self._blinks.append((a.end_ns, a.duration_ms))
-                events.append(self._event(t_ns, "blink", f"blink {a.duration_ms:.0f} ms",
-                                          duration_ms=a.duration_ms, peak=a.peak))
-                if a.duration_ms > p.long_blink_ms:
-                    self._long.append(a.end_ns)
-                    events.append(self._event(t_ns, "long_blink", f"long blink {a.duration_ms:.0f} ms",
-                                              duration_ms=a.duration_ms, peak=a.peak))
-        # ongoing eye closure (AU43)
-        closed_s = (t_ns - int(act.start_ns[_I_AU43])) / 1e9 if act.active[_I_AU43] else 0.0
-        if not act.active[_I_AU43]:
+        # blinks: finished eye closures, their durations less the stream's spread
+        for a in closures:
+            dur = max(a.duration_ms - p.closure_spread_ms, 0.0)
+            self._blinks.append((a.end_ns, dur))
+            events.append(self._event(t_ns, "blink", f"blink {dur:.0f} ms", duration_ms=dur, peak=a.peak,
+                                      active_ms=a.duration_ms))
+            if dur > p.long_blink_ms:
+                self._long.append(a.end_ns)
+                events.append(self._event(t_ns, "long_blink", f"long blink {dur:.0f} ms", duration_ms=dur,
+                                          peak=a.peak, active_ms=a.duration_ms))
+        # ongoing eye closure
+        closed_s = max((t_ns - int(cl.start_ns[0])) / 1e9 - p.closure_spread_ms / 1e3, 0.0) if cl.active[0] else 0.0
+        if not cl.active[0]:
             self._closure_reported = False
         elif closed_s >= p.eyes_closed_warn_s and not self._closure_reported:
             self._closure_reported = True
@@ -399,7 +425,7 @@ class DriverMonitor:
                                           source=group, au=code, duration_s=dur))
 
         # window bookkeeping
-        flags = ((int(act.active[_I_AU43] or act.active[_I_AU45]) << _CLOSED)
+        flags = ((int(cl.active[0]) << _CLOSED)
                  | (int(act.active[_I_AU41]) << _DROOP)
                  | (int(act.active[self._support].any()) << _SUPPORT)
                  | (int(act.active[_HEAD].any() or act.active[_GAZE].any()) << _AWAY))
@@ -453,7 +479,7 @@ class DriverMonitor:
         support = float(self._sums[_SUPPORT]) / 1e9 / den
         values = {"blink_rate_per_min": rate, "blink_ms_mean": mean_ms, "blinks_in_window": float(n_blinks),
                   "long_blinks_per_min": long_rate, "perclos": perclos, "eyes_closed_s": closed_s,
-                  "droop_fraction": droop, "support_fraction": support,
+                  "droop_fraction": droop, "support_fraction": support, "closure_score": self.closure_score,
                   "window_covered_s": self._covered_ns / 1e9}
         primary = {
             "perclos": (normalise(perclos, p.perclos_warn, p.perclos_error),

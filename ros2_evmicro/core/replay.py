@@ -239,6 +239,7 @@ class ReplayConfig:
     roi_mode: str = "topic"
     roi_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     center_box_fraction: float = field(default_factory=lambda: _spec_default("slicer", "center_box_fraction"))
+    roi_deadband: float = field(default_factory=lambda: _spec_default("slicer", "roi_deadband"))
     crop_size_px: int = field(default_factory=lambda: _spec_default("slicer", "crop_size_px"))
     crop_margin: float = field(default_factory=lambda: _spec_default("slicer", "crop_margin"))
     normalization: str = field(default_factory=lambda: _spec_default("slicer", "normalization"))
@@ -258,8 +259,8 @@ class ReplayConfig:
 
         sl = {k: getattr(self, k) for k in ("window_ms", "late_tolerance_ms", "width", "height",
                                               "max_empty_windows", "roi_mode", "center_box_fraction",
-                                              "crop_size_px", "crop_margin", "normalization", "clip_value",
-                                              "on_invalid")}
+                                              "roi_deadband", "crop_size_px", "crop_margin", "normalization",
+                                              "clip_value", "on_invalid")}
         au = {k: getattr(self, k) for k in ("mode", "reset_policy", "window_frames", "hop_frames", "clip_phase",
                                               "window_ms", "normalization")}
         try:
@@ -366,7 +367,7 @@ def offline_pipeline(
     au = _AUState(model, cfg, device) if model is not None else None
     slicer: Slicer | None = None
     size_from_params = bool(cfg.width and cfg.height)
-    rois = RoiHistory()
+    rois = RoiHistory(deadband=cfg.roi_deadband)
     stamps: list[int] = []
     frames: list[np.ndarray] = []
     sources: list[str] = []

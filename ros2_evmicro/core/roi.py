@@ -15,7 +15,7 @@ import numpy as np
 
 from ros2_evmicro.core.face import crop_resize, square_box
 
-__all__ = ["Box", "RoiHistory", "center_box", "crop_counts"]
+__all__ = ["Box", "RoiHistory", "center_box", "crop_counts", "hold_box"]
 
 Box = tuple[float, float, float, float]
 
@@ -101,12 +101,47 @@ def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.nda
     return crop_resize(sub, shifted, out_size, margin, channels_first=True)
 
 
-class RoiHistory:
-    """The last face boxes with their stamps (ns, message time), for choosing the box of a window."""
+def hold_box(held: Box | None, new, deadband: float) -> Box:
+    """The crop box once face box ``new`` arrives: ``held`` (the box cropped so far) while ``new`` stays within
+    the dead band, else ``new``.
 
-    def __init__(self, maxlen: int = 64) -> None:
+    ``new`` is within the dead band when its centre is less than ``deadband`` times the held box's side (its
+    longer one) away from the held box's centre on each axis, and its side differs from the held side by less
+    than ``deadband`` of it. ``deadband`` 0 (or no ``held`` box) always takes ``new``.
+
+    Why: the SNN learns from crops whose box stays put over a take (the face moves inside the crop), so a crop
+    that follows the head frame by frame, and late (a detector on 25 Hz frames, smoothing), turns a head
+    movement into an apparent movement the other way: measured on the simulated demo, a box one detection
+    late swaps head turn left and right (docs/driver_monitor.md).
+    """
+    b = tuple(float(v) for v in new)
+    if held is None or deadband <= 0.0:
+        return b  # type: ignore[return-value]
+    side_h = max(held[2] - held[0], held[3] - held[1])
+    side_n = max(b[2] - b[0], b[3] - b[1])
+    if side_h <= 0.0:
+        return b  # type: ignore[return-value]
+    dx = abs((b[0] + b[2]) - (held[0] + held[2])) / 2.0
+    dy = abs((b[1] + b[3]) - (held[1] + held[3])) / 2.0
+    lim = deadband * side_h
+    if dx < lim and dy < lim and abs(side_n - side_h) < lim:
+        return held
+    return b  # type: ignore[return-value]
+
+
+class RoiHistory:
+    """The last face boxes with their stamps (ns, message time), for choosing the box of a window.
+
+    ``deadband`` > 0 keeps the crop box steady (:func:`hold_box`): a box that stays within the dead band of the
+    box held so far is stored as the held box under the new stamp.
+    """
+
+    def __init__(self, maxlen: int = 64, deadband: float = 0.0) -> None:
+        if not deadband >= 0.0:
+            raise ValueError(f"deadband must be >= 0, got {deadband}")
         self._stamps: deque[int] = deque(maxlen=maxlen)
         self._boxes: deque[Box] = deque(maxlen=maxlen)
+        self.deadband = float(deadband)
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -116,7 +151,7 @@ class RoiHistory:
         if self._stamps and stamp_ns < self._stamps[-1]:
             return
         self._stamps.append(int(stamp_ns))
-        self._boxes.append(tuple(float(v) for v in box))  # type: ignore[arg-type]
+        self._boxes.append(hold_box(self._boxes[-1] if self._boxes else None, box, self.deadband))
 
     def at(self, t_ns: int) -> tuple[Box, int] | None:
         """(box, stamp) of the newest box stamped at or before ``t_ns``; the oldest one when all are newer."""

@@ -48,7 +48,7 @@ from ros2_evmicro.core.replay import (
     replay_stream,
 )
 from ros2_evmicro.ros.convert import camera_info_msg, events_to_msg, ns_to_stamp
-from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, SENSOR_QOS, EvmicroNode, run_node
+from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, MARKER_QOS, SENSOR_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.bag_player import SPEC
 
 __all__ = ["NODE", "BagPlayer", "main"]
@@ -137,6 +137,8 @@ class BagPlayer(EvmicroNode):
             qos = LATCHED_QOS
         elif topic.endswith("/events"):
             qos = EVENTS_QOS
+        elif topic.endswith("protocol/marker"):
+            qos = MARKER_QOS
         else:
             qos = SENSOR_QOS
         self.pubs[topic] = self.create_publisher(cls, topic, qos)

@@ -76,6 +76,7 @@ class DashboardNode(EvmicroNode):
         self.alerts: list[dict[str, Any]] = []
         self.lat = {"event->AU": deque(maxlen=_KEEP_LAT), "event->recon": deque(maxlen=_KEEP_LAT)}
         self.lat_other: dict[str, list[float]] = {}
+        self.source_lag_ms: dict[str, float] = {}  # a simulator's lag behind real time: last and max
         self.levels: dict[str, str] = {}
         self.level_notes: dict[str, str] = {}
         self.drop_au, self.drop_recon = StampMatcher(), StampMatcher()
@@ -190,6 +191,14 @@ class DashboardNode(EvmicroNode):
                 continue
             src = st.name.split("/")[-1]
             for kv in st.values:
+                if kv.key == "behind_real_time_ms":  # the simulated rig cannot keep up: stamps lag wall time
+                    try:
+                        v = float(kv.value)
+                    except ValueError:
+                        continue
+                    self.source_lag_ms["last"] = v
+                    self.source_lag_ms["max"] = max(v, self.source_lag_ms.get("max", 0.0))
+                    continue
                 m = _LAT_KEY.match(kv.key)
                 if m is None:
                     continue
@@ -355,6 +364,7 @@ class DashboardNode(EvmicroNode):
             "compose_ms_p50": round(float(np.median(self.compose_ms)), 3) if self.compose_ms else None,
             "video": str(self.out_dir / "dashboard.mp4") if self.writer else "",
             "final_levels": dict(self.levels),
+            "source_behind_real_time_ms": dict(self.source_lag_ms),
         }
 
     def close(self) -> None:

@@ -48,15 +48,16 @@ Box = tuple[float, float, float, float]
 
 
 def make_detector(method: str, min_face_px: int, num_threads: int = 1,
-                  weights_dir: str | None = None) -> tuple[FaceDetector, str]:
+                  weights_dir: str | None = None, convention: str = "face_oval") -> tuple[FaceDetector, str]:
     """(detector, warning): MTCNN, or Haar with a warning saying why when MTCNN cannot be loaded."""
     if method == "mtcnn":
         try:
-            return FaceDetector("mtcnn", min_face_px, num_threads=num_threads, weights_dir=weights_dir), ""
+            return FaceDetector("mtcnn", min_face_px, num_threads=num_threads, weights_dir=weights_dir,
+                                convention=convention), ""
         except (ImportError, OSError, RuntimeError) as err:  # MtcnnError is a RuntimeError
             why = f"MTCNN unavailable ({err}); using OpenCV's Haar cascade"
-            return FaceDetector("haar", min_face_px), why
-    return FaceDetector(method, min_face_px), ""
+            return FaceDetector("haar", min_face_px, convention=convention), why
+    return FaceDetector(method, min_face_px, convention=convention), ""
 
 
 def detect_scaled(detector: FaceDetector, image: np.ndarray, detect_width_px: int) -> list[tuple[Box, float]]:
@@ -131,7 +132,8 @@ class FaceDetectorNode(EvmicroNode):
                 raise ParamError(f"map_to={p.map_to!r} needs this camera's name: set the parameter camera (e.g. "
                                  "davis, webcam) or run the node in the camera's namespace")
             self.H, self.map_size = load_mapping(self.camera, p.map_to, p.calibration_file)
-        self.detector, why = make_detector(p.method, p.min_face_px, p.num_threads, p.mtcnn_weights_dir or None)
+        self.detector, why = make_detector(p.method, p.min_face_px, p.num_threads, p.mtcnn_weights_dir or None,
+                                           p.box_convention)
         self.method = self.detector.method
         if why:
             self.get_logger().warning(why)

@@ -31,14 +31,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from ros2_evmicro.core.params import ParamError
 from ros2_evmicro.core.protocol import AUStep, ProtocolError, ProtocolStateMachine, load_protocol
 from ros2_evmicro.ros.convert import marker_to_msg
-from ros2_evmicro.ros.node import EvmicroNode, run_node
+from ros2_evmicro.ros.node import MARKER_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.protocol_player import SPEC
 
 __all__ = [
@@ -322,7 +321,7 @@ class ProtocolPlayer(EvmicroNode):
             )
         except ProtocolError as err:
             raise ParamError(f"node {self.get_name()}: protocol: {err}") from None
-        self.pub = self.create_publisher(String, "protocol/marker", self._marker_qos())
+        self.pub = self.create_publisher(String, "protocol/marker", MARKER_QOS)
         self.finished = False
         self.markers_sent = 0
         self._t0 = self.now_ns()
@@ -344,16 +343,6 @@ class ProtocolPlayer(EvmicroNode):
         self.get_logger().info(
             f"protocol {self.definition.name} run {p.run}: {len(self.sm.run.steps)} AUs, "
             f"{self.sm.run.duration_s * p.time_scale:.1f} s"
-        )
-
-    @staticmethod
-    def _marker_qos() -> QoSProfile:
-        """Reliable, transient-local, depth 1000: a late recorder still receives every marker of the run."""
-        return QoSProfile(
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-            history=HistoryPolicy.KEEP_LAST,
-            depth=1000,
         )
 
     # -- markers -------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ros2_evmicro.ros.convert import (
     ns_to_stamp,
     time_reference_msg,
 )
-from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, SENSOR_QOS, EvmicroNode, run_node
+from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, MARKER_QOS, SENSOR_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.sim_rig import SPEC
 
 FRAME_IDS = {"davis": "davis346_optical", "evk4": "evk4_optical", "webcam": "webcam_optical"}
@@ -68,7 +68,7 @@ class SimRigNode(EvmicroNode):
             self.pub["davis_imu"] = self.create_publisher(Imu, "/davis/imu", SENSOR_QOS)
         if "webcam" in p.cameras:
             self.pub["webcam"] = self.create_publisher(Image, "/webcam/image_raw", SENSOR_QOS)
-        self.pub_marker = self.create_publisher(String, "protocol/marker", SENSOR_QOS)
+        self.pub_marker = self.create_publisher(String, "protocol/marker", MARKER_QOS)
         self.pub_truth = self.create_publisher(String, "sim/truth", SENSOR_QOS)
         if p.scenario == "follow":
             self._rng = np.random.default_rng([p.seed, 0xF011])

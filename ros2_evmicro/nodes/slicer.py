@@ -18,7 +18,9 @@ bag clock). It includes the late tolerance and the wait for the packet that clos
 
 Face box for a window: with ``roi_mode`` 'topic', the newest box stamped at or before the window's end (or
 the oldest one kept, when all are newer); a box older than ``roi_timeout_s`` is still held but reported
-stale (WARN); before any box arrives the central box is used (WARN).
+stale (WARN); before any box arrives the central box is used (WARN). The crop box moves only when the face box
+leaves a dead band of ``roi_deadband`` times its side (:func:`~ros2_evmicro.core.roi.hold_box`): the crops then
+match the SNN's training crops, whose box stays put over a take.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class SlicerNode(EvmicroNode):
         self.slicer: Slicer | None = None
         self.size_source = ""
         self.frame_id = ""
-        self.rois = RoiHistory()
+        self.rois = RoiHistory(deadband=p.roi_deadband)
         self.roi_source = ""
         self.lat_ms: deque[float] = deque(maxlen=2000)
         self.proc_ms: deque[float] = deque(maxlen=2000)
@@ -135,6 +137,8 @@ class SlicerNode(EvmicroNode):
     def on_parameters_changed(self, changed: dict) -> None:
         if "roi_mode" in changed or "roi_box" in changed:
             self._check_roi(self.p)
+        if "roi_deadband" in changed:
+            self.rois.deadband = float(self.p.roi_deadband)
 
     # -- sensor size ---------------------------------------------------------------------------------
     def _make_slicer(self, width: int, height: int, source: str) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "EVENTS_QOS",
     "FRAMES_QOS",
     "LATCHED_QOS",
+    "MARKER_QOS",
     "SENSOR_QOS",
     "Diagnostics",
     "EvmicroNode",
@@ -47,6 +48,12 @@ LATCHED_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 """Camera info and other slowly changing state: late joiners get the last value."""
+MARKER_QOS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1000,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""``protocol/marker``: every publisher keeps the last 1000 markers, so a subscriber that joins late (a recorder,
+the demo's report) still receives every marker of the run; a volatile subscriber gets the live ones."""
 
 _OK, _WARN, _ERROR, _STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
                               DiagnosticStatus.STALE)

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -182,8 +183,23 @@ def _spawn_group(name: str, decls: list[NodeDecl], tmp: Path) -> subprocess.Pope
     return subprocess.Popen([sys.executable, "-m", "ros2_evmicro.ros.runner", str(path)], env=os.environ.copy())
 
 
+def _watch_parent(period_s: float = 0.5) -> None:
+    """Stop this child (SIGTERM to itself: the clean shutdown) when the process that started it is gone, so a
+    killed ``evmicro demo`` leaves no simulator or driver running behind it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="evmicro-parent-watch", daemon=True).start()
+
+
 def _child_main(path: str) -> int:
-    """Entry of a child process: run the node declarations of a JSON file until SIGINT or SIGTERM."""
+    """Entry of a child process: run the node declarations of a JSON file until SIGINT or SIGTERM, or until
+    its parent process is gone."""
+    _watch_parent()
     decls = []
     for dd in json.loads(Path(path).read_text()):
         dd["remappings"] = tuple(tuple(r) for r in dd["remappings"])

@@ -5,7 +5,7 @@ from ros2_evmicro.core.params import Param, ParamSpec
 SPEC = ParamSpec(
     "au",
     (
-        Param("checkpoint", "au_snn_davis", "SNN checkpoint (path, or a name in the package's models/)",
+        Param("checkpoint", "au_snn_davis_21subj", "SNN checkpoint (path, or a name in the package's models/)",
               dynamic=False),
         Param("device", "auto", "inference device: auto (CUDA when available), cpu, cuda, cuda:N", dynamic=False),
         Param("half", False, "half precision on GPU (ignored on CPU)", dynamic=False),
@@ -13,8 +13,9 @@ SPEC = ParamSpec(
               choices=("stream", "clip"), dynamic=False),
         Param("reset_policy", "sliding", "stream mode: sliding window of window_frames, or reset at each protocol "
               "segment start", choices=("sliding", "segment"), dynamic=False),
-        Param("window_frames", 30, "sliding window length", "frames", (1, 1000), dynamic=False),
-        Param("hop_frames", 15, "sliding window restart hop (1 = exact sliding window, more lanes)", "frames",
+        Param("window_frames", 16, "sliding window length (16 = the clip length the shipped SNNs learn from, "
+              "0.53 s)", "frames", (1, 1000), dynamic=False),
+        Param("hop_frames", 8, "sliding window restart hop (1 = exact sliding window, more lanes)", "frames",
               (1, 1000), dynamic=False),
         Param("sensor", "davis", "event camera the frames come from (checked against the checkpoint card)",
               choices=("davis", "evk4", "webcam"), dynamic=False),

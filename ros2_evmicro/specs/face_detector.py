@@ -7,6 +7,10 @@ SPEC = ParamSpec(
     (
         Param("method", "mtcnn", "detector: 'mtcnn' (falls back to 'haar' with a WARN when its weights are "
               "missing) or 'haar' (OpenCV cascade)", choices=("mtcnn", "haar"), dynamic=False),
+        Param("box_convention", "face_oval", "'face_oval': boxes mapped from the detector's framing to the face "
+              "oval, hairline to chin (the framing of the simulator's true boxes and of the shipped models' "
+              "training crops); 'detector': the detector's raw box", choices=("face_oval", "detector"),
+              dynamic=False),
         Param("min_face_px", 24, "smallest face side searched for, in pixels of the (downscaled) detection image",
               "px", (12, 4096), dynamic=False),
         Param("score_threshold", 0.8, "detections below this score are ignored (MTCNN: probability; Haar: "

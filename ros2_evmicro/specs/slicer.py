@@ -26,6 +26,9 @@ SPEC = ParamSpec(
               "", (0.05, 1.0)),
         Param("roi_timeout_s", 2.0, "age of the last face box (event time) after which the ROI is reported stale "
               "(WARN; the last box is still held); 0 = never stale", "s", (0.0, 3600.0)),
+        Param("roi_deadband", 0.25, "the crop box stays put while the face box's centre moves less than this "
+              "fraction of the box side (and its side changes less than that): the crop then matches the SNN's "
+              "training crops, fixed over a take; 0 = follow every box", "", (0.0, 1.0)),
         Param("crop_size_px", 64, "side of the published (square) frame", "px", (1, 4096)),
         Param("crop_margin", 0.2, "extra fraction of the face box's longer side added around it", "", (0.0, 5.0)),
         Param("normalization", "none", "per-frame normalisation: 'none' (event counts, the paper's input), "

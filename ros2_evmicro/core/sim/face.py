@@ -67,6 +67,8 @@ CANVAS_Y0 = 1.85
 CANVAS_Y1 = 1.95
 
 _I = {a.number: au_index(a.number) for a in AUS}
+_POSE_CHANNELS = np.array([_I[51], _I[52], _I[53], _I[54], C_YAW, C_PITCH, C_ROLL, C_TX, C_TY])
+"""Controls that only pose the head (render's warp), never change its drawing (head_canvas)."""
 _SHIFT = 4
 _ONE = 1 << _SHIFT
 
@@ -329,6 +331,7 @@ class FaceRenderer:
         self._texture = self._make_texture()
         self._chin_dots = np.random.default_rng([sub.seed, 0xC41]).uniform(-1, 1, size=(7, 2))
         self._head = np.empty((self.height, self.width, self.nch + 1), np.float32)
+        self._head_key: bytes | None = None  # the controls self._head was drawn for (see head_canvas)
         step = 8
         gxs = (np.arange(0, self.width + step, step) - self.cx) / self.s
         gys = (np.arange(0, self.height + step, step) - self.cy) / self.s
@@ -469,11 +472,19 @@ class FaceRenderer:
     def head_canvas(self, c: np.ndarray) -> np.ndarray:
         """Frontal head for controls ``c`` (float32 (H, W, channels + 1), radiance then alpha in [0, 1]).
 
-        The returned array is reused by the next call (copy it to keep it).
+        The returned array is reused by the next call (copy it to keep it). The head pose (AU51-54 and the sway
+        channels) is applied by :meth:`render`, not here, so a call whose other controls equal the previous
+        call's returns the previous drawing: between actions (most of a session) only the pose moves.
         """
         c = np.asarray(c, dtype=np.float32)
         if c.shape != (N_CONTROLS,):
             raise SimError(f"controls must have shape ({N_CONTROLS},), got {c.shape}")
+        key = c.copy()
+        key[_POSE_CHANNELS] = 0.0
+        key_b = key.tobytes()
+        if key_b == self._head_key:
+            return self._head
+        self._head_key = None  # set again once the new drawing is complete
         sub = self.subject
         a = {n: float(np.clip(c[i], 0.0, 1.0)) for n, i in _I.items()}
         img = self._base.copy()
@@ -620,6 +631,7 @@ class FaceRenderer:
         else:
             np.multiply(img[..., 0], tex, out=head[..., 0], casting="unsafe")
         np.multiply(alpha, np.float32(1.0 / 255.0), out=head[..., self.nch], casting="unsafe")
+        self._head_key = key_b
         return head
 
     def _deformed_texture(self, a: dict[int, float], jd: float) -> np.ndarray:
