@@ -114,8 +114,12 @@ def demo_run() -> None:
         summ = json.loads((Path(tmp) / "summary.json").read_text())
     rows = rep["recognition"]
     lat = summ["latency_ms"]["event->AU"]
-    note = (f"recognised {sum(r['ok'] for r in rows)}/{len(rows)} performed AUs; {len(summ['alerts'])} alerts; "
-            f"event->AU p50 {lat.get('p50', float('nan')):.0f} ms p99 {lat.get('p99', float('nan')):.0f} ms; "
+    levels = [f"{a['level']} at {a['t']:.1f} s" for a in summ["alerts"]
+              if a.get("kind") in ("drowsiness", "distraction") and a.get("level") in ("WARN", "ERROR")]
+    lag = summ.get("info", {}).get("source_behind_real_time_ms", {}).get("max", float("nan"))
+    note = (f"recognised {sum(r['ok'] for r in rows)}/{len(rows)} performed AUs; alerts: "
+            f"{', '.join(levels) or 'none'}; event->AU p50 {lat.get('p50', float('nan')):.0f} ms p99 "
+            f"{lat.get('p99', float('nan')):.0f} ms with the simulator up to {lag / 1000:.1f} s behind real time; "
             f"demo's own wall_s {rep['wall_s']:.1f}")
     report("Live demo: `evmicro demo` on the simulated rig (the README's main command)",
            [Row("evmicro demo, process wall time", wall, "s", "goal: under two minutes", 120.0,
