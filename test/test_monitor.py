@@ -243,6 +243,25 @@ def test_closure_spread_of_the_stream_is_removed_from_every_closure():
     assert len(closed) == 1 and closed[0]["t"] == pytest.approx(2.2, abs=2 * FRAME_NS / 1e9)
 
 
+def test_closing_and_reopening_seen_apart_are_one_closure():
+    # a 1.4 s closure as an event camera sees it: the lid closing (300 ms of activation), silence, the lid
+    # reopening (300 ms); the 350 ms gap is under closure_gap_ms (400): one long closure, not two blinks
+    t, s = scripted(6.0, [(45, 1.0, 0.3), (43, 1.65, 0.3)], seed=11)
+    events, levels = feed(DriverMonitor(SHARP), t, s)
+    blink = [e for e in events if e["kind"] == "blink"]
+    assert len(blink) == 1 and blink[0]["duration_ms"] == pytest.approx(950, abs=2 * FRAME_NS / 1e6)
+    assert [e["kind"] for e in events if e["kind"] == "long_blink"] == ["long_blink"]
+    # the blink is counted once the gap has passed without another activation
+    assert blink[0]["t"] == pytest.approx(1.95 + 0.4, abs=2 * FRAME_NS / 1e9)
+    # the same two activations further apart are two short blinks; closure_gap_ms 0 never bridges
+    t, s = scripted(6.0, [(45, 1.0, 0.3), (43, 1.9, 0.3)], seed=11)
+    assert [round(e["duration_ms"], -2) for e in feed(DriverMonitor(SHARP), t, s)[0] if e["kind"] == "blink"] \
+        == [300, 300]
+    t, s = scripted(6.0, [(45, 1.0, 0.3), (43, 1.65, 0.3)], seed=11)
+    assert len([e for e in feed(DriverMonitor({**SHARP, "closure_gap_ms": 0.0}), t, s)[0]
+                if e["kind"] == "blink"]) == 2
+
+
 # -- distraction ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dip", [False, True])

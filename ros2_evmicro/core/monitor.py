@@ -346,6 +346,7 @@ class DriverMonitor:
         self._blinks: deque[tuple[int, float]] = deque()  # (end_ns, duration_ms)
         self._long: deque[int] = deque()
         self._closure_reported = False
+        self._closure_ep: tuple[int, int, float] | None = None  # the open eye closure: start, end, peak
         self._away: dict[str, _Episode | None] = {"head": None, "gaze": None}
         self.n_samples = 0
         self._drowsy_a = Assessment("OK", 0.0, "no input")
@@ -385,19 +386,29 @@ class DriverMonitor:
         self.closure_score = min(1.0, float(s[self._closure_idx].sum()))
         _, closures = cl.update(t_ns, np.array([self.closure_score]))
 
-        # blinks: finished eye closures, their durations less the stream's spread
+        # eye closures: the channel's activations bridged over silent gaps up to closure_gap_ms (an event
+        # camera sees the lid close and reopen, and little while it stays shut), finished once no activation
+        # has followed for that long; a finished closure is a blink
+        gap_ns = int(p.closure_gap_ms * 1e6)
         for a in closures:
-            dur = max(a.duration_ms - p.closure_spread_ms, 0.0)
-            self._blinks.append((a.end_ns, dur))
-            events.append(self._event(t_ns, "blink", f"blink {dur:.0f} ms", duration_ms=dur, peak=a.peak,
-                                      active_ms=a.duration_ms))
-            if dur > p.long_blink_ms:
-                self._long.append(a.end_ns)
-                events.append(self._event(t_ns, "long_blink", f"long blink {dur:.0f} ms", duration_ms=dur,
-                                          peak=a.peak, active_ms=a.duration_ms))
-        # ongoing eye closure
-        closed_s = max((t_ns - int(cl.start_ns[0])) / 1e9 - p.closure_spread_ms / 1e3, 0.0) if cl.active[0] else 0.0
-        if not cl.active[0]:
+            ep = self._closure_ep
+            if ep is not None and a.start_ns - ep[1] <= gap_ns:
+                self._closure_ep = (ep[0], a.end_ns, max(ep[2], a.peak))
+            else:
+                if ep is not None:
+                    self._finish_closure(t_ns, ep, events)
+                self._closure_ep = (a.start_ns, a.end_ns, a.peak)
+        ep = self._closure_ep
+        joining = bool(cl.active[0]) and ep is not None and int(cl.start_ns[0]) - ep[1] <= gap_ns
+        if ep is not None and not joining and t_ns - ep[1] > gap_ns:
+            self._finish_closure(t_ns, ep, events)
+            self._closure_ep = ep = None
+        # ongoing eye closure: the current activation, from the start of the closure it continues
+        closed_s = 0.0
+        if cl.active[0]:
+            start = ep[0] if joining and ep is not None else int(cl.start_ns[0])
+            closed_s = max((t_ns - start) / 1e9 - p.closure_spread_ms / 1e3, 0.0)
+        if not cl.active[0] and self._closure_ep is None:
             self._closure_reported = False
         elif closed_s >= p.eyes_closed_warn_s and not self._closure_reported:
             self._closure_reported = True
@@ -459,6 +470,19 @@ class DriverMonitor:
                                           level=LEVELS[new], previous=LEVELS[prev], score=asm.score,
                                           reason=asm.reason))
         return events
+
+    def _finish_closure(self, t_ns: int, ep: tuple[int, int, float], events: list[dict[str, Any]]) -> None:
+        """Count a finished eye closure ``(start_ns, end_ns, peak)`` as a blink (less the stream's spread)."""
+        p = self.p
+        active_ms = (ep[1] - ep[0]) / 1e6
+        dur = max(active_ms - p.closure_spread_ms, 0.0)
+        self._blinks.append((ep[1], dur))
+        events.append(self._event(t_ns, "blink", f"blink {dur:.0f} ms", duration_ms=dur, peak=ep[2],
+                                  active_ms=active_ms))
+        if dur > p.long_blink_ms:
+            self._long.append(ep[1])
+            events.append(self._event(t_ns, "long_blink", f"long blink {dur:.0f} ms", duration_ms=dur,
+                                      peak=ep[2], active_ms=active_ms))
 
     def _event(self, t_ns: int, kind: str, message: str, **extra: Any) -> dict[str, Any]:
         t0 = self.t0_ns if self.t0_ns is not None else t_ns

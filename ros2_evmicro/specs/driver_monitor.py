@@ -29,6 +29,8 @@ SPEC = ParamSpec(
         # -- drowsiness --------------------------------------------------------------------------------------
         Param("closure_aus", [41, 43, 45], "AUs of the upper lid closing, summed (at most 1) into the eye-closure "
               "channel whose activations are the blinks and closures ([45]: AU45 alone)", "AU number"),
+        Param("closure_gap_ms", 400.0, "eye-closure activations this close count as one closure (the lid's "
+              "closing and reopening seen apart, with the shut lid silent between them)", "ms", (0.0, 5000.0)),
         Param("closure_spread_ms", 200.0, "how much the AU stream lengthens an eye closure (its sliding window; "
               "measured per model, docs/driver_monitor.md): subtracted from every closure's duration", "ms",
               (0.0, 5000.0)),

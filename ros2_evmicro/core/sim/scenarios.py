@@ -21,7 +21,8 @@ __all__ = ["DEMO_AUS", "DROWSY_AUS", "SCENARIOS", "demo_scenario", "make_scenari
 DEMO_AUS: tuple[int, ...] = (12, 26, 4, 51, 2, 61, 52, 17, 45, 53, 62, 9)
 """The AUs the demo performs, in order, before its drowsy segment."""
 DROWSY_AUS: tuple[int, ...] = (45, 45, 41, 45, 45, 43, 45, 45)
-"""The drowsy segment: long blinks (AU45, 450-700 ms), a lid droop (AU41) and eyes closed (AU43, 1.6 s)."""
+"""The drowsy segment: long blinks (AU45, 550-850 ms: drowsy blinks last half a second and more), a lid droop
+(AU41) and eyes closed (AU43, 1.6 s)."""
 SCENARIOS = ("demo", "protocol", "idle")
 
 
@@ -56,7 +57,7 @@ def demo_scenario(seed: int = 0, *, lead_s: float = 1.0, perform_s: float = 1.3,
         for au in DROWSY_AUS:
             counts[au] = counts.get(au, 1) + 1
             if au == 45:
-                perform(au, counts[au], float(rng.uniform(0.45, 0.7)), 1.0, 1.1)
+                perform(au, counts[au], float(rng.uniform(0.55, 0.85)), 1.0, 1.2)
             elif au == 43:
                 perform(au, counts[au], 1.6, 1.0, 2.2)
             else:
