@@ -391,22 +391,22 @@ class DriverMonitor:
         # has followed for that long; a finished closure is a blink
         gap_ns = int(p.closure_gap_ms * 1e6)
         for a in closures:
-            ep = self._closure_ep
-            if ep is not None and a.start_ns - ep[1] <= gap_ns:
-                self._closure_ep = (ep[0], a.end_ns, max(ep[2], a.peak))
+            cep = self._closure_ep
+            if cep is not None and a.start_ns - cep[1] <= gap_ns:
+                self._closure_ep = (cep[0], a.end_ns, max(cep[2], a.peak))
             else:
-                if ep is not None:
-                    self._finish_closure(t_ns, ep, events)
+                if cep is not None:
+                    self._finish_closure(t_ns, cep, events)
                 self._closure_ep = (a.start_ns, a.end_ns, a.peak)
-        ep = self._closure_ep
-        joining = bool(cl.active[0]) and ep is not None and int(cl.start_ns[0]) - ep[1] <= gap_ns
-        if ep is not None and not joining and t_ns - ep[1] > gap_ns:
-            self._finish_closure(t_ns, ep, events)
-            self._closure_ep = ep = None
+        cep = self._closure_ep
+        joining = bool(cl.active[0]) and cep is not None and int(cl.start_ns[0]) - cep[1] <= gap_ns
+        if cep is not None and not joining and t_ns - cep[1] > gap_ns:
+            self._finish_closure(t_ns, cep, events)
+            self._closure_ep = cep = None
         # ongoing eye closure: the current activation, from the start of the closure it continues
         closed_s = 0.0
         if cl.active[0]:
-            start = ep[0] if joining and ep is not None else int(cl.start_ns[0])
+            start = cep[0] if joining and cep is not None else int(cl.start_ns[0])
             closed_s = max((t_ns - start) / 1e9 - p.closure_spread_ms / 1e3, 0.0)
         if not cl.active[0] and self._closure_ep is None:
             self._closure_reported = False
