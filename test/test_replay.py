@@ -344,3 +344,20 @@ def test_dataset_boxes_and_replay_use_the_slicer_nodes_dead_band():
     held = tr.held(default)
     assert [held.at(i * 33_000) for i in range(50)] == [h.at(i * 33_000_000)[0] for i in range(50)]
     assert len(set(held.boxes)) < len(set(tr.boxes))
+
+
+def test_crop_box_re_anchors_on_a_still_face():
+    """A first box taken off the face (start-up) is not kept: once the face is still elsewhere, the crop
+    moves there, even inside the dead band."""
+    from ros2_evmicro.core.roi import SteadyBox
+
+    st = SteadyBox(0.25)
+    assert st.update((90.0, 100.0, 190.0, 220.0)) == (90.0, 100.0, 190.0, 220.0)  # side 120, 10 px off
+    for i in range(3):  # the face sits at x0 = 100 (+- 1 px): within the dead band, not yet settled
+        assert st.update((100.0 + (-1) ** i, 100.0, 200.0 + (-1) ** i, 220.0))[0] == 90.0
+    got = [st.update((100.0, 100.0, 200.0, 220.0))[0] for _ in range(3)]
+    assert got[-1] == pytest.approx(100.0, abs=1.0)  # 5 boxes within 6 px (5 %): moved to their mean
+    # a face moving steadily (5 px per box) is not still: the held box stays until the dead band is left
+    st = SteadyBox(0.25)
+    xs = [st.update((100.0 + 5 * i, 100.0, 200.0 + 5 * i, 220.0))[0] for i in range(8)]
+    assert xs == [100.0] * 6 + [130.0, 130.0]

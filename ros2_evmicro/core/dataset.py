@@ -59,7 +59,7 @@ import numpy as np
 
 from ros2_evmicro.core.au import AUS, au_index
 from ros2_evmicro.core.face import FaceError, crop_resize, map_box, square_box
-from ros2_evmicro.core.roi import crop_counts, hold_box
+from ros2_evmicro.core.roi import SteadyBox, crop_counts
 from ros2_evmicro.core.slicer import Slicer
 
 __all__ = [
@@ -156,10 +156,10 @@ class BoxTrack:
         return self.boxes[i]
 
     def held(self, deadband: float) -> BoxTrack:
-        """The crop boxes the slicer node would use with ``roi_deadband`` (:func:`~ros2_evmicro.core.roi.hold_box`)."""
-        out = BoxTrack()
+        """The crop boxes the slicer node uses with ``roi_deadband`` (:class:`~ros2_evmicro.core.roi.SteadyBox`)."""
+        out, steady = BoxTrack(), SteadyBox(deadband)
         for s, b in zip(self.stamps_us, self.boxes, strict=True):
-            out.add(s, hold_box(out.boxes[-1] if out.boxes else None, b, deadband))
+            out.add(s, steady.update(b))
         return out
 
     def mapped(self, H: np.ndarray, size: tuple[int, int] | None) -> BoxTrack:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ros2_evmicro.core.face import crop_resize, square_box
 
-__all__ = ["Box", "RoiHistory", "center_box", "crop_counts", "hold_box"]
+__all__ = ["Box", "RoiHistory", "SteadyBox", "center_box", "crop_counts", "hold_box"]
 
 Box = tuple[float, float, float, float]
 
@@ -129,11 +129,42 @@ def hold_box(held: Box | None, new, deadband: float) -> Box:
     return b  # type: ignore[return-value]
 
 
+class SteadyBox:
+    """The crop box over a stream of face boxes: :func:`hold_box` with ``deadband``, re-anchored on a still
+    face.
+
+    A held box is kept while the face moves inside the dead band. When the last ``settle`` boxes agree
+    within ``still`` of the held side (the face has stopped) and their mean lies more than ``still`` away
+    from the held box, the crop moves to that mean. So a first box taken during start-up or mid-movement is
+    not kept for good.
+    """
+
+    def __init__(self, deadband: float, settle: int = 5, still: float = 0.05) -> None:
+        self.deadband = float(deadband)
+        self.still = float(still)
+        self.held: Box | None = None
+        self._recent: deque[Box] = deque(maxlen=max(int(settle), 1))
+
+    def update(self, box) -> Box:
+        b: Box = tuple(float(v) for v in box)  # type: ignore[assignment]
+        self._recent.append(b)
+        held = hold_box(self.held, b, self.deadband)
+        if self.deadband > 0.0 and held is self.held and len(self._recent) == self._recent.maxlen:
+            side = max(held[2] - held[0], held[3] - held[1])
+            arr = np.asarray(self._recent)
+            if float(np.ptp(arr, axis=0).max()) < self.still * side:
+                mean = arr.mean(axis=0)
+                if float(np.abs(mean - np.asarray(held)).max()) > self.still * side:
+                    held = tuple(float(v) for v in mean)  # type: ignore[assignment]
+        self.held = held
+        return held
+
+
 class RoiHistory:
     """The last face boxes with their stamps (ns, message time), for choosing the box of a window.
 
-    ``deadband`` > 0 keeps the crop box steady (:func:`hold_box`): a box that stays within the dead band of the
-    box held so far is stored as the held box under the new stamp.
+    ``deadband`` > 0 keeps the crop box steady (:class:`SteadyBox`): each box is stored as the crop box it
+    gives, under its stamp.
     """
 
     def __init__(self, maxlen: int = 64, deadband: float = 0.0) -> None:
@@ -141,7 +172,7 @@ class RoiHistory:
             raise ValueError(f"deadband must be >= 0, got {deadband}")
         self._stamps: deque[int] = deque(maxlen=maxlen)
         self._boxes: deque[Box] = deque(maxlen=maxlen)
-        self.deadband = float(deadband)
+        self.steady = SteadyBox(deadband)
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -151,7 +182,7 @@ class RoiHistory:
         if self._stamps and stamp_ns < self._stamps[-1]:
             return
         self._stamps.append(int(stamp_ns))
-        self._boxes.append(hold_box(self._boxes[-1] if self._boxes else None, box, self.deadband))
+        self._boxes.append(self.steady.update(box))
 
     def at(self, t_ns: int) -> tuple[Box, int] | None:
         """(box, stamp) of the newest box stamped at or before ``t_ns``; the oldest one when all are newer."""

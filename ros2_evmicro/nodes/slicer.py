@@ -19,8 +19,9 @@ bag clock). It includes the late tolerance and the wait for the packet that clos
 Face box for a window: with ``roi_mode`` 'topic', the newest box stamped at or before the window's end (or
 the oldest one kept, when all are newer); a box older than ``roi_timeout_s`` is still held but reported
 stale (WARN); before any box arrives the central box is used (WARN). The crop box moves only when the face box
-leaves a dead band of ``roi_deadband`` times its side (:func:`~ros2_evmicro.core.roi.hold_box`): the crops then
-match the SNN's training crops, whose box stays put over a take.
+leaves a dead band of ``roi_deadband`` times its side, or the face settles elsewhere
+(:class:`~ros2_evmicro.core.roi.SteadyBox`): the crops then match the SNN's training crops, whose box stays put
+over a take.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class SlicerNode(EvmicroNode):
         if "roi_mode" in changed or "roi_box" in changed:
             self._check_roi(self.p)
         if "roi_deadband" in changed:
-            self.rois.deadband = float(self.p.roi_deadband)
+            self.rois.steady.deadband = float(self.p.roi_deadband)
 
     # -- sensor size ---------------------------------------------------------------------------------
     def _make_slicer(self, width: int, height: int, source: str) -> None:
