@@ -15,7 +15,7 @@ def _build(args: argparse.Namespace) -> int:
 
     cfg = BuildConfig(window_us=int(round(args.window_ms * 1000)), margin_s=args.margin_s, crop_size=args.crop_size,
                       big_size=args.big_size, crop_margin=args.crop_margin, detector=args.detector,
-                      roi_deadband=args.roi_deadband)
+                      **({} if args.roi_deadband is None else {"roi_deadband": args.roi_deadband}))
     if bool(args.sim) == bool(args.sessions):
         raise DatasetError("give session folders, or --sim N_SUBJECTS (not both)")
     if args.sim:
@@ -61,9 +61,9 @@ def register(sub) -> None:
     b.add_argument("--crop-size", type=int, default=64, help="side of the face crops (px)")
     b.add_argument("--big-size", type=int, default=128, help="side of the large grey target (px)")
     b.add_argument("--crop-margin", type=float, default=0.2, help="extra fraction around the face box")
-    b.add_argument("--roi-deadband", type=float, default=0.25,
+    b.add_argument("--roi-deadband", type=float, default=None,
                    help="recorded face boxes: the crop moves only when the face leaves this fraction of the box "
-                        "side (the slicer node's roi_deadband)")
+                        "side (default: the slicer node's roi_deadband)")
     b.add_argument("--detector", choices=("mtcnn", "haar"), default="mtcnn",
                    help="offline face detector for cameras without recorded or mappable boxes")
     b.add_argument("--workers", type=int, default=1, help="parallel processes")

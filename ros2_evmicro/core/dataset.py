@@ -99,6 +99,13 @@ class DatasetError(ValueError):
     """A session cannot be read into clips, a clip cannot be built, or a dataset folder is malformed."""
 
 
+def _slicer_default(name: str) -> Any:
+    """The slicer node's default of parameter ``name``: the builder crops as the node does."""
+    from ros2_evmicro.specs import get_spec
+
+    return get_spec("slicer")[name].default
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """How clips are cut and cropped (times in microseconds / seconds, sizes in pixels)."""
@@ -111,7 +118,7 @@ class BuildConfig:
     late_tolerance_us: int = 2_000
     detector: str = "mtcnn"
     detect_every: int = 3
-    roi_deadband: float = 0.25  # the slicer node's default (specs/slicer.py; a test keeps them equal)
+    roi_deadband: float = field(default_factory=lambda: _slicer_default("roi_deadband"))
 
     def __post_init__(self) -> None:
         if self.window_us <= 0 or self.margin_s < 0 or self.crop_size < 4 or self.big_size < 4:

@@ -191,20 +191,17 @@ class DashboardNode(EvmicroNode):
                 continue
             src = st.name.split("/")[-1]
             for kv in st.values:
-                if kv.key == "behind_real_time_ms":  # the simulated rig cannot keep up: stamps lag wall time
-                    try:
-                        v = float(kv.value)
-                    except ValueError:
-                        continue
-                    self.source_lag_ms["last"] = v
-                    self.source_lag_ms["max"] = max(v, self.source_lag_ms.get("max", 0.0))
-                    continue
-                m = _LAT_KEY.match(kv.key)
-                if m is None:
+                lag = kv.key == "behind_real_time_ms"  # the simulated rig cannot keep up: stamps lag wall time
+                m = None if lag else _LAT_KEY.match(kv.key)
+                if not lag and m is None:
                     continue
                 try:
                     v = float(kv.value)
                 except ValueError:
+                    continue
+                if m is None:
+                    self.source_lag_ms["last"] = v
+                    self.source_lag_ms["max"] = max(v, self.source_lag_ms.get("max", 0.0))
                     continue
                 key = f"{src}: {m.group(1)}"
                 pair = self.lat_other.setdefault(key, [float("nan"), float("nan")])
