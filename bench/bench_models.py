@@ -45,6 +45,7 @@ from ros2_evmicro.core.models import (
     configure_threads,
     cvae_param_count,
     param_count,
+    reset_state,
 )
 
 CLIP_T = 30
@@ -121,6 +122,23 @@ def main(argv: list[str] | None = None) -> dict:
                     half=args.half)
     sl.warm_up(5)
     sli = time_calls(lambda i: sl.step(frames[i]), n, device)
+    # anchor: the same 2-lane step through spikingjelly's own single-step modules (the path AUSNN.step takes
+    # with autograd or on CUDA), on the same frames
+    sj = _spiking_snn(device)
+    reset_state(sj)
+
+    @torch.inference_mode()
+    def sj_step(i: int) -> torch.Tensor:
+        sj._set_mode("s")
+        x = torch.from_numpy(frames[i]).to(device).unsqueeze(0)
+        h = sj.conv[1](sj.conv[0](x)).expand(2, -1, -1, -1).contiguous()
+        for m in list(sj.conv)[2:]:
+            h = m(h)
+        return sj.fc(h)
+
+    for i in range(5):
+        sj_step(i)
+    sj_sli = time_calls(sj_step, n, device)
     # SNN clip anchor
     ref = _spiking_snn(device)
     for _ in range(2):
@@ -156,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     res = {
         "snn_step_segment": stats(seg),
         "snn_step_sliding_2lanes": stats(sli),
+        "snn_step_2lanes_spikingjelly_modules": stats(sj_sli),
         "snn_clip30_per_frame": stats(snn_clip),
         "cvae_decode_default": stats(dec),
         "cvae_decode_batch30_per_frame": stats(dec_batch),
@@ -179,6 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
             "ms/frame", "SNN 30-frame clip, per frame (p50)", sc, lower_is_better=True),
         Row("SNN streaming step p99 (sliding 30/15, 2 lanes)", res["snn_step_sliding_2lanes"]["p99_ms"],
             "ms/frame", "SNN 30-frame clip, per frame (p50)", sc, lower_is_better=True),
+        Row("SNN streaming step p50 (sliding 30/15, 2 lanes)", res["snn_step_sliding_2lanes"]["p50_ms"],
+            "ms/frame", "2-lane step through spikingjelly's single-step modules (p50)",
+            res["snn_step_2lanes_spikingjelly_modules"]["p50_ms"], lower_is_better=True,
+            note="AUSNN.step on CPU without autograd: one compiled pass per PLIF layer, same spikes bit for bit"
+            if device.type == "cpu" else "on CUDA AUSNN.step takes spikingjelly's modules itself"),
         Row("cVAE decode p50 (64x64 default, 12.7M params)", res["cvae_decode_default"]["p50_ms"], "ms/frame",
             "same cVAE, batch of 30, per frame (p50)", res["cvae_decode_batch30_per_frame"]["p50_ms"],
             lower_is_better=True),

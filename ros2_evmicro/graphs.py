@@ -263,9 +263,11 @@ def _replay(args: dict[str, str]) -> list[NodeDecl]:
                                                                           if args["out_dir"] else [])})]
     nodes.append(NodeDecl("slicer", "slicer", namespace=cam,
                           parameters={"roi_mode": "topic", "use_sim_time": True}, param_files=("slicer.yaml",)))
+    # rate 0 replays in lockstep on one executor thread (lossless): the models must run on that thread too
+    lockstep = {"inference_thread": False} if _floatarg(args, "rate") == 0 else {}
     for d in _inference(cam, args):
-        nodes.append(NodeDecl(d.kind, d.name, d.namespace, {**d.parameters, "use_sim_time": True}, d.remappings,
-                              d.param_files))
+        nodes.append(NodeDecl(d.kind, d.name, d.namespace, {**d.parameters, "use_sim_time": True, **lockstep},
+                              d.remappings, d.param_files))
     if args["out_dir"]:
         nodes.append(NodeDecl("recorder", "recorder",
                               parameters={"out_dir": args["out_dir"], "subject": "replay", "session": "replay",

@@ -77,8 +77,10 @@ def test_au_node_stream_publishes_scores(ros, snn_ckpt):
     assert node.diag.counters["frames"] == 6
 
 
-def test_au_node_clip_equals_segment_stream(ros, snn_ckpt):
-    """The paper's clip classification and the streaming SNN (reset at the segment) give the same scores."""
+@pytest.mark.parametrize("threaded", [False, True])
+def test_au_node_clip_equals_segment_stream(ros, snn_ckpt, threaded):
+    """The paper's clip classification and the streaming SNN (reset at the segment) give the same scores, with
+    the SNN in the frame callback or on the node's worker thread (markers in order with the frames)."""
     from ros2_evmicro.core.models import load_checkpoint
     from ros2_evmicro.core.models.runtime import classify_clip
     from ros2_evmicro.nodes.au import AUNode
@@ -86,8 +88,8 @@ def test_au_node_clip_equals_segment_stream(ros, snn_ckpt):
     frames = _frames(8, seed=3)
     mk = {"session": "s", "subject": "S01", "run": "main", "au": 12, "trial": 1, "segment": "S01_AU12_t1"}
     markers = {2: {**mk, "phase": "perform"}, 8: {**mk, "phase": "rest"}}
-    _, clip_msgs = _drive(ros, AUNode, {"checkpoint": str(snn_ckpt), "device": "cpu", "mode": "clip"}, frames,
-                          markers, expect=1)
+    _, clip_msgs = _drive(ros, AUNode, {"checkpoint": str(snn_ckpt), "device": "cpu", "mode": "clip",
+                                        "inference_thread": threaded}, frames, markers, expect=1)
     assert len(clip_msgs) == 1
     model, _ = load_checkpoint(snn_ckpt)
     ref = classify_clip(model, frames[2:8])
@@ -95,15 +97,16 @@ def test_au_node_clip_equals_segment_stream(ros, snn_ckpt):
     assert ref.max() > 0
 
 
-def test_au_node_stream_segment_matches_clip(ros, snn_ckpt):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_au_node_stream_segment_matches_clip(ros, snn_ckpt, threaded):
     from ros2_evmicro.core.models import load_checkpoint
     from ros2_evmicro.core.models.runtime import classify_clip
     from ros2_evmicro.nodes.au import AUNode
 
     frames = _frames(8, seed=3)
     mk = {"session": "s", "subject": "S01", "run": "main", "au": 12, "trial": 1, "segment": "S01_AU12_t1"}
-    _, msgs = _drive(ros, AUNode, {"checkpoint": str(snn_ckpt), "device": "cpu", "reset_policy": "segment"},
-                     frames, {2: {**mk, "phase": "perform"}})
+    _, msgs = _drive(ros, AUNode, {"checkpoint": str(snn_ckpt), "device": "cpu", "reset_policy": "segment",
+                                   "inference_thread": threaded}, frames, {2: {**mk, "phase": "perform"}})
     model, _ = load_checkpoint(snn_ckpt)
     np.testing.assert_allclose(au_from_msg(msgs[-1]), classify_clip(model, frames[2:8]), atol=1e-6)
 
@@ -143,3 +146,55 @@ def test_drop_counter():
     d = DropCounter(33.0)
     assert [d.see(t * 33_000_000) for t in (0, 1, 2, 5, 6, 6, 9)] == [0, 0, 0, 2, 0, 0, 2]
     assert d.dropped == 4
+
+
+def test_inference_worker_keeps_order_bounds_frames_and_survives_errors():
+    import threading
+
+    from ros2_evmicro.nodes._inference import InferenceWorker
+
+    gate, started = threading.Event(), threading.Event()
+    done: list[str] = []
+    errors: list[BaseException] = []
+    w = InferenceWorker("test_worker", depth=2, on_error=errors.append)
+    try:
+        w.submit(lambda: (started.set(), gate.wait(5), done.append("f0")))
+        assert started.wait(5) and not w.idle()  # f0 runs and holds the worker
+        displaced = [w.submit(lambda i=i: done.append(f"f{i}")) for i in (1, 2)]
+        w.submit(lambda: done.append("marker"), droppable=False)
+        displaced.append(w.submit(lambda: done.append("f3")))  # f1 is discarded: 2 frames were waiting
+        displaced.append(w.submit(lambda: 1 / 0))  # f2 goes; a failing job is reported, the worker goes on
+        displaced.append(w.submit(lambda: done.append("f4")))  # f3 goes; the marker is never discarded
+        gate.set()
+        assert w.wait_idle(5)
+    finally:
+        w.stop()
+    assert displaced == [0, 0, 1, 1, 1]
+    assert done == ["f0", "marker", "f4"] and w.discarded == 3
+    assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+    assert w.submit(lambda: done.append("late")) == 0 and w.wait_idle(1) and done[-1] == "f4"  # stopped
+
+
+def test_recon_node_on_its_thread_counts_the_frames_it_discards(ros, cvae_ckpt):
+    """Frames the cVAE's worker had to discard show up as dropped_frames (gaps in the stamps)."""
+    from ros2_evmicro.nodes.recon import ReconNode
+
+    node = ros.add(ReconNode(context=ros.context, parameter_overrides=[
+        Parameter("checkpoint", value=str(cvae_ckpt)), Parameter("device", value="cpu"),
+        Parameter("queue_depth", value=1)]))
+    assert node.worker is not None
+    import threading
+
+    frames = [frames_to_msg(f, 1_000_000_000 + i * 33_000_000, "davis346_optical") for i, f in enumerate(_frames(5))]
+    node.intake._receive(frames[0])
+    assert node.worker.wait_idle(10)
+    gate, started = threading.Event(), threading.Event()
+    node.worker.submit(lambda: (started.set(), gate.wait(5)), droppable=False)  # hold the worker
+    assert started.wait(5)
+    for msg in frames[1:]:
+        node.intake._receive(msg)
+    gate.set()
+    assert node.worker.wait_idle(10)
+    assert node.diag.counters["frames"] == 5
+    assert node.diag.counters["dropped_frames"] == 3  # only the newest of the four waiting ones was decoded
+    assert node.diag.counters["reconstructions"] == 2

@@ -139,6 +139,37 @@ def test_streaming_equals_clip(snn):
     torch.testing.assert_close(snn.vote_rates(sp_stream.mean(0)), y_clip)
 
 
+def test_inference_step_is_spikingjellys_single_step(snn):
+    """The CPU inference step (no autograd) gives the spikes and membrane potentials of spikingjelly's own
+    single-step path (run here with autograd on), bit for bit, with lanes and a lane reset in between."""
+    from ros2_evmicro.core.models.snn import reset_lanes
+
+    x = _frames(10, seed=11)
+
+    def run(fast: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        reset_state(snn)
+        out = []
+        for t in range(10):
+            if t == 5:
+                reset_lanes(snn, torch.tensor([True, False, False]))
+            if fast:
+                with torch.inference_mode():
+                    out.append(snn.step(x[t : t + 1], lanes=3).clone())
+            else:
+                with torch.enable_grad():
+                    out.append(snn.step(x[t : t + 1], lanes=3).detach().clone())
+        vs = [m.v.detach().clone() for m in snn.modules() if isinstance(m, neuron.BaseNode)]
+        reset_state(snn)
+        return torch.stack(out), vs
+
+    fast, v_fast = run(True)
+    ref, v_ref = run(False)
+    assert 0.02 < float(ref.mean()) < 0.9
+    assert torch.equal(fast, ref)
+    assert len(v_fast) == 4 and all(torch.equal(a, b) for a, b in zip(v_fast, v_ref, strict=True))
+    assert not torch.equal(fast[5:, 0], fast[5:, 1])  # the reset lane went its own way
+
+
 def test_no_state_leaks_between_clips(snn):
     a, b = _frames(6, 1, seed=4), _frames(6, 1, seed=5)
     with torch.inference_mode():

@@ -19,7 +19,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         res = publish_stream(node, args.topic, rate_ev_s=args.rate, packet_ms=args.packet_ms,
                              duration_s=args.duration, width=args.width, height=args.height, seed=args.seed,
-                             wait_subscribers=args.subscribers, wait_s=args.wait)
+                             wait_subscribers=args.subscribers, wait_s=args.wait, stamp=args.stamp)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -38,4 +38,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subscribers", type=int, default=1, help="wait for this many subscribers first")
     p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for subscribers")
+    p.add_argument("--stamp", choices=("publish", "camera"), default="publish",
+                   help="publish: stamp = publish time (transport delay); camera: the packet's events lie in the "
+                        "period that just ended, as a camera driver publishes them (event-to-output latency)")
     p.set_defaults(func=_run)

@@ -1,8 +1,10 @@
 """Shared pieces of the inference nodes: checkpoint loading against the node's parameters, the bounded frame
-subscription with drop counting, and inference-time statistics."""
+subscription with drop counting, the inference worker thread, and inference-time statistics."""
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -53,18 +55,105 @@ class DropCounter:
         return new
 
 
+class InferenceWorker:
+    """One thread that runs an inference node's model work, off the executor thread.
+
+    Why: on a SingleThreadedExecutor a model step in a subscription callback holds up every other callback of
+    the process for its whole duration: in ``evmicro demo`` the slicer's event packets wait behind the SNN and
+    the cVAE, and their delay lands on the next window's latency. torch and the slicer's compiled kernels
+    release the GIL, so with the model on its own thread the executor keeps taking and slicing events while
+    the model runs (measured in docs/benchmarks.md, "Live pipeline").
+
+    Jobs run in submission order. Frame jobs (``droppable``) are bounded: when ``depth`` of them are already
+    waiting, the oldest waiting one is discarded (the newest frames win, as with the subscription's
+    KEEP_LAST queue); other jobs (protocol markers) are never discarded, so a segment reset stays between the
+    frames it separates. A job that raises is reported through ``on_error`` and the worker goes on.
+    """
+
+    def __init__(self, name: str, depth: int, on_error: Callable[[BaseException], None] | None = None):
+        if depth < 1:
+            raise ValueError(f"worker queue depth must be >= 1, got {depth}")
+        self.depth = depth
+        self.on_error = on_error
+        self.discarded = 0
+        self._jobs: deque[tuple[bool, Callable[[], None]]] = deque()
+        self._cv = threading.Condition()
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None], droppable: bool = True) -> int:
+        """Queue ``job``; returns how many waiting frame jobs it displaced (0 or more)."""
+        with self._cv:
+            if self._stop:
+                return 0
+            displaced = 0
+            if droppable:
+                waiting = [i for i, (d, _) in enumerate(self._jobs) if d]
+                for i in reversed(waiting[: max(0, len(waiting) - self.depth + 1)]):
+                    del self._jobs[i]
+                    displaced += 1
+            self._jobs.append((droppable, job))
+            self.discarded += displaced
+            self._cv.notify()
+        return displaced
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._jobs and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                _, job = self._jobs.popleft()
+                self._busy = True
+            try:
+                job()
+            except Exception as err:  # noqa: BLE001 - one bad job must not end the worker
+                if self.on_error is not None:
+                    self.on_error(err)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def idle(self) -> bool:
+        """True when no job is waiting or running."""
+        with self._cv:
+            return not self._jobs and not self._busy
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Block until :meth:`idle` (True) or ``timeout_s`` passed (False)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._jobs and not self._busy, timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Discard waiting jobs, let a running one finish (up to ``timeout_s``) and end the thread."""
+        with self._cv:
+            self._stop = True
+            self._jobs.clear()
+            self._cv.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+
 class FrameIntake:
     """The ``frames`` subscription of an inference node: only ``queue_depth`` frames are kept (when the model
     falls behind, the newest win), every frame is counted, and frames that never reached the model are
-    counted as ``dropped_frames`` on diagnostics. ``on_frame(msg, stamp_ns)`` gets each delivered frame."""
+    counted as ``dropped_frames`` on diagnostics. ``on_frame(msg, stamp_ns)`` gets each delivered frame, on
+    the executor thread, or on ``worker``'s thread when one is given (the worker's bound is ``queue_depth``
+    too; frames it discards show as ``dropped_frames`` like the others, from the gaps in the stamps)."""
 
-    def __init__(self, node: Any, on_frame: Callable[[Any, int], None]):
+    def __init__(self, node: Any, on_frame: Callable[[Any, int], None], worker: InferenceWorker | None = None):
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
         self.node = node
         self.on_frame = on_frame
+        self.worker = worker
         self.drops = DropCounter(node.p.window_ms)
+        self._process_guarded = node.guard(lambda item: self._process(*item), "frames")
         qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
                          depth=node.p.queue_depth)
         node.create_subscription(Image, "frames", node.guard(self._receive, "frames"), qos)
@@ -72,12 +161,30 @@ class FrameIntake:
     def _receive(self, msg: Any) -> None:
         from ros2_evmicro.ros.convert import stamp_to_ns
 
-        stamp = stamp_to_ns(msg.header.stamp)
+        item = (msg, stamp_to_ns(msg.header.stamp))
+        self.node.diag.count("frames")
+        if self.worker is None:
+            self._process(*item)
+        else:
+            self.worker.submit(lambda: self._process_guarded(item))
+
+    def _process(self, msg: Any, stamp: int) -> None:
         new = self.drops.see(stamp)
         if new:
             self.node.diag.count("dropped_frames", new)
-        self.node.diag.count("frames")
         self.on_frame(msg, stamp)
+
+
+def make_worker(node: Any) -> InferenceWorker | None:
+    """The node's :class:`InferenceWorker` when its ``inference_thread`` parameter is on, else None."""
+    if not node.p.inference_thread:
+        return None
+
+    def on_error(err: BaseException) -> None:
+        node.diag.count("bad_jobs")
+        node.get_logger().error(f"inference job failed: {err}", throttle_duration_sec=2.0)
+
+    return InferenceWorker(f"{node.get_name()}_inference", node.p.queue_depth, on_error)
 
 
 def record_ms(diag: Any, name: str, samples: list[float], value_ms: float) -> None:

@@ -3,6 +3,9 @@
 The decode is deterministic (z = 0) unless ``sample`` is on; the output header is the input frame's header, so
 ``message_filters`` ExactTime pairs reconstructions with their frames. Like the AU node it keeps only
 ``queue_depth`` frames: when the model falls behind, the newest frames win and the skipped ones are counted.
+The cVAE runs on the node's worker thread (``inference_thread``, on by default): in a process shared with the
+slicer and the AU node it then never holds up the latency-critical AU scores (rclpy's executor runs ready
+callbacks in no fixed node order, and the cVAE before the SNN added its whole step to the AU latency).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from sensor_msgs.msg import Image
 
-from ros2_evmicro.nodes._inference import FrameIntake, load_for_node, record_ms
+from ros2_evmicro.nodes._inference import FrameIntake, load_for_node, make_worker, record_ms
 from ros2_evmicro.ros.convert import frames_from_msg, image_to_msg
 from ros2_evmicro.ros.node import FRAMES_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.recon import SPEC
@@ -39,9 +42,15 @@ class ReconNode(EvmicroNode):
             self.recon.warm_up()
         self.get_logger().info(f"cVAE {path} on {self.recon.device}")
         self.pub = self.create_publisher(Image, "evmicro/face_recon", FRAMES_QOS)
-        self.intake = FrameIntake(self, self.on_frame)
+        self.worker = make_worker(self)
+        self.intake = FrameIntake(self, self.on_frame, self.worker)
         self.n_in = 0
         self.infer_ms: list[float] = []
+
+    def destroy_node(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        super().destroy_node()
 
     def on_frame(self, msg: Image, stamp: int) -> None:
         self.n_in += 1

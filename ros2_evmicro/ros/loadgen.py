@@ -31,12 +31,19 @@ def digest(buf) -> str:
 
 def publish_stream(node, topic: str, *, rate_ev_s: float, packet_ms: float, duration_s: float, width: int = 1280,
                    height: int = 720, seed: int = 0, wait_subscribers: int = 1, wait_s: float = 20.0,
-                   pregenerate: int = 16, log=print) -> dict:
+                   pregenerate: int = 16, stamp: str = "publish", log=print) -> dict:
     """Publish packets paced on the wall clock; returns counts and the sha256 of every packet's bytes.
 
     ``pregenerate`` distinct packets are built up front and cycled (with a fresh stamp each time), so
     the generator measures the transport, not numpy.
+
+    ``stamp``: ``'publish'`` stamps a packet with the wall time at which it is published, its events spread
+    over the packet period from there (the transport's stamp-to-receive delay); ``'camera'`` stamps it as a
+    camera driver does: its events lie in the packet period that has just ended, so the last one happened at
+    publish time (the honest clock for event-to-output latency: no event is stamped in the future).
     """
+    if stamp not in ("publish", "camera"):
+        raise ValueError(f"stamp must be 'publish' or 'camera', got {stamp!r}")
     pub = node.create_publisher(PointCloud2, topic, EVENTS_QOS)
     t_wait = time.monotonic() + wait_s
     while pub.get_subscription_count() < wait_subscribers and time.monotonic() < t_wait:
@@ -57,8 +64,11 @@ def publish_stream(node, topic: str, *, rate_ev_s: float, packet_ms: float, dura
         if delay > 0:
             time.sleep(delay)
         ev = packets[i % len(packets)]
-        stamp = node.get_clock().now().nanoseconds
-        msg = events_to_msg(ev, stamp_ns=stamp, t_ref_us=int(ev["t"][0]) if n else 0)
+        stamp_ns = node.get_clock().now().nanoseconds
+        t_ref = int(ev["t"][0]) if n else 0
+        if stamp == "camera":  # first event at (now - period + its offset in the period): the last one is now
+            stamp_ns -= (period_us - (t_ref - (i % len(packets)) * period_us)) * 1000
+        msg = events_to_msg(ev, stamp_ns=stamp_ns, t_ref_us=t_ref)
         pub.publish(msg)
         sent_events += n
         if len(digests) < len(packets):

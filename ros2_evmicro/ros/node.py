@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -108,7 +109,8 @@ def _descriptor(p: Param) -> ParameterDescriptor:
 class Diagnostics:
     """Counters, values and a status level published on ``/diagnostics`` once per ``period_s``.
 
-    Counters also appear as rates per second over the last period (``<name>_per_s``).
+    Counters also appear as rates per second over the last period (``<name>_per_s``). Safe to update from a
+    node's own worker threads (the inference nodes' model thread) while the executor publishes.
     """
 
     def __init__(self, node: Node, name: str | None = None, *, hardware_id: str = "", period_s: float = 1.0):
@@ -121,15 +123,18 @@ class Diagnostics:
         self.message = "ok"
         self._last_counts: dict[str, int] = {}
         self._last_t = time.monotonic()
+        self._lock = threading.Lock()
         self.extra: list[DiagnosticStatus] = []
         self.pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.timer = node.create_timer(period_s, self.publish) if period_s > 0 else None
 
     def count(self, key: str, n: int = 1) -> None:
-        self.counters[key] += n
+        with self._lock:
+            self.counters[key] += n
 
     def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
+        with self._lock:
+            self.values[key] = value
 
     def status(self, level: int | str, message: str) -> None:
         if isinstance(level, str):
@@ -138,15 +143,17 @@ class Diagnostics:
         self.message = message
 
     def build(self) -> DiagnosticStatus:
+        with self._lock:
+            counters, values = dict(self.counters), dict(self.values)
         now = time.monotonic()
         dt = max(now - self._last_t, 1e-9)
         kv = []
-        for k, v in sorted(self.counters.items()):
+        for k, v in sorted(counters.items()):
             kv.append(KeyValue(key=k, value=str(v)))
             kv.append(KeyValue(key=f"{k}_per_s", value=f"{(v - self._last_counts.get(k, 0)) / dt:.3f}"))
-        for k, v in sorted(self.values.items()):
+        for k, v in sorted(values.items()):
             kv.append(KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v)))
-        self._last_counts = dict(self.counters)
+        self._last_counts = counters
         self._last_t = now
         level = self.level if isinstance(self.level, bytes) else bytes([self.level])
         return DiagnosticStatus(level=level, name=self.name, message=self.message,

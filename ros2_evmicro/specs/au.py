@@ -25,6 +25,10 @@ SPEC = ParamSpec(
         Param("queue_depth", 2, "frames kept when inference falls behind (newest wins; drops counted)", "frames",
               (1, 100), dynamic=False),
         Param("clip_phase", "perform", "clip mode: the protocol phase whose frames form a clip", dynamic=False),
+        Param("inference_thread", False, "run the SNN on a thread of its own instead of in the frame callback. Off "
+              "by default: the AU is the latency-critical output, and on the 2-core reference machine the SNN in "
+              "the callback (with the cVAE on its thread) gave the lowest event->AU latency (docs/benchmarks.md); "
+              "on when the executor must keep taking other messages while the SNN runs", dynamic=False),
         Param("threads", 1, "torch intra-op threads (1 keeps inference from fighting the drivers for the cores; "
               "torch threads are per process)", "", (1, 64), dynamic=False),
         Param("warm_up", True, "run the model once at start so the first frame is not slow", dynamic=False),

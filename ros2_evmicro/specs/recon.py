@@ -19,6 +19,10 @@ SPEC = ParamSpec(
         Param("every_n", 1, "reconstruct every n-th frame (bounds CPU)", "frames", (1, 1000)),
         Param("queue_depth", 2, "frames kept when inference falls behind (newest wins; drops counted)", "frames",
               (1, 100), dynamic=False),
+        Param("inference_thread", True, "run the cVAE on a thread of its own, so that in a shared process it "
+              "never holds up the AU SNN or the slicer (a SingleThreadedExecutor runs ready callbacks in no fixed "
+              "node order); off for a lockstep replay (bag_player rate 0), which the single executor thread "
+              "paces", dynamic=False),
         Param("threads", 1, "torch intra-op threads (1 keeps inference from fighting the drivers for the cores; "
               "torch threads are per process)", "", (1, 64), dynamic=False),
         Param("warm_up", True, "run the model once at start", dynamic=False),

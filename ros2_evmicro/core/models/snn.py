@@ -37,6 +37,8 @@ CUDA/Triton kernel when available and the torch reference otherwise (environment
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
@@ -74,6 +76,50 @@ def reset_lanes(model: nn.Module, lanes: torch.Tensor) -> None:
                 shape = (-1,) + (1,) * (v.ndim - 1)
                 reset_value = 0.0 if m.v_reset is None else float(m.v_reset)
                 m.v = torch.where(lanes.to(v.device).view(shape), torch.full_like(v, reset_value), v)
+
+
+@numba.njit(cache=True, nogil=True)
+def _plif_kernel(x, v, q, threshold, reset, spike):  # pragma: no cover - compiled
+    """One PLIF step in place, all in float32: ``x`` (N,) input shared by every lane, or (L*N,) one per
+    lane; ``v`` (L*N,) membrane potentials (updated); ``spike`` (L*N,) output."""
+    n = x.size
+    shared = n < v.size
+    for lane in range(v.size // n):
+        o = lane * n
+        xo = 0 if shared else o
+        for j in range(n):
+            vi = v[o + j]
+            h = vi + (x[xo + j] - (vi - reset)) * q
+            fire = h - threshold >= np.float32(0.0)
+            spike[o + j] = np.float32(1.0) if fire else np.float32(0.0)
+            v[o + j] = reset if fire else h
+
+
+def _plif_step(node: neuron.ParametricLIFNode, x: torch.Tensor, lanes: int = 1) -> torch.Tensor:
+    """One inference step of a PLIF neuron layer (decay_input, hard reset) on float32 CPU input, ``lanes``
+    states fed by the same ``x`` (batch of one) when ``lanes > 1``: the arithmetic of spikingjelly's torch
+    reference, ``H = V + (X - (V - V_reset)) * sigmoid(w)`` in float32 (no fused multiply-add), spike where
+    ``H - V_th >= 0``, then ``V = V_reset`` where it spiked and ``H`` elsewhere. One compiled pass instead of
+    eight tensor operations; the new ``V`` is stored in ``node.v`` as spikingjelly keeps it."""
+    shape = (x.shape[0] * lanes, *x.shape[1:])
+    reset = np.float32(node.v_reset)
+    v = node.v
+    if not isinstance(v, torch.Tensor) or v.dtype != torch.float32 or tuple(v.shape) != shape:
+        v = torch.full(shape, float(reset), dtype=torch.float32)  # a reset state (or a float v_reset)
+    else:
+        v = v.contiguous()
+    spike = torch.empty(shape, dtype=torch.float32)
+    q = np.float32(node.w.detach().float().sigmoid().item())
+    _plif_kernel(x.float().contiguous().numpy().reshape(-1), v.numpy().reshape(-1), q,
+                 np.float32(node.v_threshold), reset, spike.numpy().reshape(-1))
+    node.v = v
+    return spike
+
+
+def _pool2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max-pool, stride 2 (even sizes): the same values as ``max_pool2d`` without its index bookkeeping."""
+    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
+                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
 
 
 def _plif(init_tau: float, detach_reset: bool) -> neuron.ParametricLIFNode:
@@ -203,14 +249,28 @@ class AUSNN(nn.Module):
         """
         self._check(x, 4, "step")
         self._set_mode("s")
+        if lanes != 1 and (x.shape[0] != 1 or lanes < 1):
+            raise ModelInputError(f"AUSNN.step with lanes={lanes} needs one frame, got batch {x.shape[0]}")
+        if x.device.type == "cpu" and not self.training and not torch.is_grad_enabled():
+            return self._step_inference(x, lanes)
         if lanes == 1:
             return self.fc(self.conv(x))
-        if x.shape[0] != 1 or lanes < 1:
-            raise ModelInputError(f"AUSNN.step with lanes={lanes} needs one frame, got batch {x.shape[0]}")
         h = self.conv[1](self.conv[0](x)).expand(lanes, -1, -1, -1).contiguous()
         for m in list(self.conv)[2:]:
             h = m(h)
         return self.fc(h)
+
+    def _step_inference(self, x: torch.Tensor, lanes: int) -> torch.Tensor:
+        """:meth:`step` for CPU inference (eval mode, no autograd): the same layers and the same arithmetic as
+        spikingjelly's single-step path, without its per-layer dispatch (about a quarter of a 2-lane step on
+        the 2-core development machine, docs/benchmarks.md "Models"). Spikes and membrane potentials are
+        bit-identical to that path (test_snn pins it); the state stays in the spikingjelly neurons, so
+        :func:`reset_state` and :func:`reset_lanes` apply unchanged."""
+        c, f = self.conv, self.fc
+        h = _pool2(_plif_step(c[2], c[1](c[0](x)), lanes))
+        h = _pool2(_plif_step(c[6], c[5](c[4](h))))
+        h = _plif_step(f[3], f[2](h.flatten(1)))
+        return _plif_step(f[6], f[5](h))
 
 
 def snn_loss(scores: torch.Tensor, labels: torch.Tensor, num_classes: int = NUM_AUS) -> torch.Tensor:
