@@ -350,14 +350,13 @@ def node_latency(seconds: float = 8.0) -> dict:
     import tempfile
 
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
     from ros2_evmicro.nodes.slicer import SlicerNode
     from ros2_evmicro.ros.convert import stamp_to_ns
-    from ros2_evmicro.ros.node import FRAMES_QOS, use_fastdds_profile
+    from ros2_evmicro.ros.node import FRAMES_QOS, make_executor, use_fastdds_profile
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 50))
@@ -371,7 +370,7 @@ def node_latency(seconds: float = 8.0) -> dict:
     got: list[tuple[int, int]] = []
     sub.create_subscription(Image, "/bench/davis/frames",
                             lambda m: got.append((stamp_to_ns(m.header.stamp), time.time_ns())), FRAMES_QOS)
-    ex = SingleThreadedExecutor()
+    ex = make_executor()  # as the nodes' console scripts and `evmicro run` (EVMICRO_EXECUTOR)
     ex.add_node(slicer)
     ex.add_node(sub)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,8 +1,9 @@
-"""Run a graph description in one process, on one SingleThreadedExecutor.
+"""Run a graph description in one process, on one executor (:func:`~ros2_evmicro.ros.node.make_executor`).
 
 This is what ``evmicro run <graph>`` and ``evmicro demo`` do, and what the tests use: the same nodes, with
 the same parameter files, parameters and remappings as the launch files start as separate processes.
-(SingleThreadedExecutor: rclpy's MultiThreadedExecutor collapses to about 30 msg/s on this kind of machine.)
+(rclpy's EventsExecutor, or the SingleThreadedExecutor with ``EVMICRO_EXECUTOR=single``; never the
+MultiThreadedExecutor: it collapses to about 30 msg/s on this kind of machine.)
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ros2_evmicro.core.params import ParamError, load_ros_params_file
 from ros2_evmicro.graphs import GraphError, NodeDecl, config_dir
-from ros2_evmicro.ros.node import use_fastdds_profile
+from ros2_evmicro.ros.node import make_executor, use_fastdds_profile
 
 __all__ = ["GraphRun", "node_class", "node_parameters", "run_graph"]
 
@@ -72,7 +73,7 @@ class GraphRun:
         self.context = context or rclpy.Context()
         if self.own_context:
             rclpy.init(args=args or [], context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor = make_executor(self.context)
         self.nodes: list[Node] = []
         self.children: dict[str, subprocess.Popen] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -161,6 +162,10 @@ class GraphRun:
                 pass
             n.destroy_node()
         self.nodes = []
+        try:
+            self.executor.shutdown(timeout_sec=1.0)
+        except Exception:  # noqa: BLE001 - closing must go on
+            pass
         if self.own_context:
             rclpy.try_shutdown(context=self.context)
 

@@ -22,8 +22,9 @@ SPEC = ParamSpec(
         Param("window_ms", 33.0, "slicer window (checked against the card)", "ms", (1.0, 1000.0), dynamic=False),
         Param("normalization", "none", "frame normalisation applied by the slicer (checked against the card)",
               choices=("none", "max", "log1p", "clip"), dynamic=False),
-        Param("queue_depth", 2, "frames kept when inference falls behind (newest wins; drops counted)", "frames",
-              (1, 100), dynamic=False),
+        Param("queue_depth", 4, "frames kept when inference falls behind (newest wins; drops counted): 4 windows "
+              "(132 ms) ride out a scheduling hiccup, a model that stays behind still drops", "frames", (1, 100),
+              dynamic=False),
         Param("clip_phase", "perform", "clip mode: the protocol phase whose frames form a clip", dynamic=False),
         Param("inference_thread", False, "run the SNN on a thread of its own instead of in the frame callback. Off "
               "by default: the AU is the latency-critical output, and on the 2-core reference machine the SNN in "

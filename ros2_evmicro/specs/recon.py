@@ -17,8 +17,9 @@ SPEC = ParamSpec(
         Param("sample", False, "draw z ~ N(0, I) (seeded) instead of the deterministic z = 0"),
         Param("seed", 0, "seed of the latent draws when sample is on", "", (0, 2**31 - 1)),
         Param("every_n", 1, "reconstruct every n-th frame (bounds CPU)", "frames", (1, 1000)),
-        Param("queue_depth", 2, "frames kept when inference falls behind (newest wins; drops counted)", "frames",
-              (1, 100), dynamic=False),
+        Param("queue_depth", 4, "frames kept when inference falls behind (newest wins; drops counted): 4 windows "
+              "(132 ms) ride out a scheduling hiccup, a model that stays behind still drops", "frames", (1, 100),
+              dynamic=False),
         Param("inference_thread", True, "run the cVAE on a thread of its own, so that in a shared process it "
               "never holds up the AU SNN or the slicer (a SingleThreadedExecutor runs ready callbacks in no fixed "
               "node order); off for a lockstep replay (bag_player rate 0), which the single executor thread "
