@@ -203,3 +203,36 @@ def test_child_process_of_a_killed_runner_stops_by_itself(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_replay_runs_the_models_in_their_callbacks_only_in_lockstep():
+    """rate 0 (lockstep, lossless) needs every model on the executor thread; a timed replay keeps the nodes'
+    own choice (the cVAE on its thread)."""
+    lock = get_graph("replay").nodes({"bag": "x", "rate": "0"})
+    timed = get_graph("replay").nodes({"bag": "x", "rate": "1"})
+    assert all(d.parameters["inference_thread"] is False for d in lock if d.kind in ("au", "recon"))
+    assert all("inference_thread" not in d.parameters for d in timed if d.kind in ("au", "recon"))
+    assert get_spec("recon")["inference_thread"].default is True
+    assert get_spec("au")["inference_thread"].default is False
+
+
+def test_make_executor_kinds(monkeypatch):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from ros2_evmicro.ros.node import make_executor
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        assert isinstance(make_executor(ctx, "single"), SingleThreadedExecutor)
+        monkeypatch.setenv("EVMICRO_EXECUTOR", "single")
+        assert isinstance(make_executor(ctx), SingleThreadedExecutor)
+        monkeypatch.delenv("EVMICRO_EXECUTOR")
+        ex = make_executor(ctx)  # the EventsExecutor of rclpy.experimental (Jazzy wheels have it)
+        assert not isinstance(ex, SingleThreadedExecutor) and hasattr(ex, "spin_once")
+        ex.shutdown()
+        with pytest.raises(ValueError, match="EVMICRO_EXECUTOR"):
+            make_executor(ctx, "multi")
+    finally:
+        rclpy.try_shutdown(context=ctx)
