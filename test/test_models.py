@@ -168,6 +168,11 @@ def test_inference_step_is_spikingjellys_single_step(snn):
     assert torch.equal(fast, ref)
     assert len(v_fast) == 4 and all(torch.equal(a, b) for a, b in zip(v_fast, v_ref, strict=True))
     assert not torch.equal(fast[5:, 0], fast[5:, 1])  # the reset lane went its own way
+    with torch.inference_mode():  # a lane count that does not fit the kept state is an error, not a reset
+        snn.step(x[0:1], lanes=3)
+        with pytest.raises(ModelInputError, match="reset_state"):
+            snn.step(x[1:2], lanes=2)
+    reset_state(snn)
 
 
 def test_no_state_leaks_between_clips(snn):

@@ -104,10 +104,13 @@ def _plif_step(node: neuron.ParametricLIFNode, x: torch.Tensor, lanes: int = 1) 
     shape = (x.shape[0] * lanes, *x.shape[1:])
     reset = np.float32(node.v_reset)
     v = node.v
-    if not isinstance(v, torch.Tensor) or v.dtype != torch.float32 or tuple(v.shape) != shape:
-        v = torch.full(shape, float(reset), dtype=torch.float32)  # a reset state (or a float v_reset)
+    if not isinstance(v, torch.Tensor):  # a reset state: spikingjelly keeps the float V_reset
+        v = torch.full(shape, float(reset), dtype=torch.float32)
+    elif tuple(v.shape) != shape:
+        raise ModelInputError(f"membrane state {tuple(v.shape)} does not fit a step of shape {shape}: call "
+                              "reset_state when the batch size or the lane count changes")
     else:
-        v = v.contiguous()
+        v = v.to(torch.float32).contiguous()
     spike = torch.empty(shape, dtype=torch.float32)
     q = np.float32(node.w.detach().float().sigmoid().item())
     _plif_kernel(x.float().contiguous().numpy().reshape(-1), v.numpy().reshape(-1), q,
@@ -262,10 +265,11 @@ class AUSNN(nn.Module):
 
     def _step_inference(self, x: torch.Tensor, lanes: int) -> torch.Tensor:
         """:meth:`step` for CPU inference (eval mode, no autograd): the same layers and the same arithmetic as
-        spikingjelly's single-step path, without its per-layer dispatch (about a quarter of a 2-lane step on
-        the 2-core development machine, docs/benchmarks.md "Models"). Spikes and membrane potentials are
-        bit-identical to that path (test_snn pins it); the state stays in the spikingjelly neurons, so
-        :func:`reset_state` and :func:`reset_lanes` apply unchanged."""
+        spikingjelly's single-step path, without its per-layer dispatch (a 2-lane step 1.6x faster on the
+        2-core development machine, docs/benchmarks.md "Models", 2026-11-28). Spikes and membrane potentials
+        are bit-identical to that path (test_models.py pins it); the state stays in the spikingjelly
+        neurons, so :func:`reset_state` and :func:`reset_lanes` apply unchanged. Dropout is the identity in
+        eval mode and is skipped."""
         c, f = self.conv, self.fc
         h = _pool2(_plif_step(c[2], c[1](c[0](x)), lanes))
         h = _pool2(_plif_step(c[6], c[5](c[4](h))))
