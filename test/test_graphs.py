@@ -214,6 +214,11 @@ def test_replay_runs_the_models_in_their_callbacks_only_in_lockstep():
     assert all("inference_thread" not in d.parameters for d in timed if d.kind in ("au", "recon"))
     assert get_spec("recon")["inference_thread"].default is True
     assert get_spec("au")["inference_thread"].default is False
+    # and the lockstep replay spins on the SingleThreadedExecutor, whose cycle keeps the bag order
+    from ros2_evmicro.ros.runner import _executor_for
+
+    assert _executor_for(lock) == "single" and _executor_for(timed) is None
+    assert _executor_for(get_graph("demo").nodes()) is None
 
 
 def test_make_executor_kinds(monkeypatch):

@@ -117,10 +117,11 @@ def make_executor(context: rclpy.Context | None = None, kind: str | None = None)
     rebuilding a wait set in Python every cycle), ``'single'`` the SingleThreadedExecutor. Where the
     EventsExecutor does not exist (rclpy before Jazzy) 'events' falls back to 'single'. Measured on the 2-core
     machine with ``bench.bench_pipeline`` (docs/benchmarks.md, "Live pipeline"): event->AU p99 at DAVIS 1 Mev/s
-    28-31 ms with 'events', 33-35 ms with 'single'. The runner drives it with ``spin_once``, which the test
-    suite covers for every graph; the console scripts (:func:`run_node`) keep the SingleThreadedExecutor, as
-    the EventsExecutor's ``spin()`` did not return on a context shutdown there. Never the
-    MultiThreadedExecutor: it collapses to about 30 msg/s on this kind of machine.
+    28-35 ms with 'events', 33-35 ms with 'single'. The runner drives it with ``spin_once``, which the test
+    suite covers for every graph, and takes 'single' for a lockstep bag replay (whose order relies on the
+    SingleThreadedExecutor's cycle, ``runner._executor_for``); the console scripts (:func:`run_node`) keep
+    the SingleThreadedExecutor, as the EventsExecutor's ``spin()`` did not return on a context shutdown
+    there. Never the MultiThreadedExecutor: it collapses to about 30 msg/s on this kind of machine.
     """
     kind = (kind or os.environ.get("EVMICRO_EXECUTOR") or "events").strip().lower()
     if kind not in EXECUTORS:

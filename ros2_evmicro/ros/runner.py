@@ -57,33 +57,47 @@ def node_parameters(decl: NodeDecl, cfg: Path | None = None) -> dict:
     return params
 
 
+def _executor_for(decls: Iterable[NodeDecl]) -> str | None:
+    """``'single'`` when these nodes replay a bag in lockstep (bag_player at rate 0 with ``lockstep``): its
+    timer of period 0 publishes one burst per executor cycle, and the SingleThreadedExecutor's cycle (every
+    ready callback once, in node order) is what keeps the frames and the protocol markers in bag order at the
+    AU node, which makes that replay lossless and equal to the offline pipeline. None (the default executor)
+    otherwise."""
+    for d in decls:
+        if d.kind == "bag_player":
+            p = node_parameters(d)
+            if float(p.get("rate", 1.0)) == 0 and bool(p.get("lockstep", True)):
+                return "single"
+    return None
+
+
 class GraphRun:
     """Nodes of a graph created in one rclpy context and spun together.
 
     Declarations with a ``process`` name (the sensor drivers and the simulated rig) run in a child process
     per name, as they would on a robot, so that producing data and processing it use both cores instead of
-    sharing one interpreter; ``isolate=False`` keeps everything in this process.
+    sharing one interpreter; ``isolate=False`` keeps everything in this process. ``executor``: see
+    :func:`~ros2_evmicro.ros.node.make_executor` (default: the EventsExecutor, or the SingleThreadedExecutor
+    for a lockstep bag replay, :func:`_executor_for`).
     """
 
     def __init__(self, decls: Iterable[NodeDecl], *, context=None, args: list[str] | None = None,
-                 isolate: bool = True):
+                 isolate: bool = True, executor: str | None = None):
         use_fastdds_profile()
         decls = list(decls)
+        local = [d for d in decls if not (isolate and d.process)]
         self.own_context = context is None
         self.context = context or rclpy.Context()
         if self.own_context:
             rclpy.init(args=args or [], context=self.context)
-        self.executor = make_executor(self.context)
+        self.executor = make_executor(self.context, executor or _executor_for(local))
         self.nodes: list[Node] = []
         self.children: dict[str, subprocess.Popen] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
         groups: dict[str, list[NodeDecl]] = {}
-        local = []
         for d in decls:
             if isolate and d.process:
                 groups.setdefault(d.process, []).append(d)
-            else:
-                local.append(d)
         try:
             if groups:
                 self._tmp = tempfile.TemporaryDirectory(prefix="evmicro_run_")
