@@ -231,12 +231,13 @@ def test_make_executor_kinds(monkeypatch):
     rclpy.init(context=ctx)
     try:
         assert isinstance(make_executor(ctx, "single"), SingleThreadedExecutor)
-        monkeypatch.setenv("EVMICRO_EXECUTOR", "single")
+        monkeypatch.delenv("EVMICRO_EXECUTOR", raising=False)
         assert isinstance(make_executor(ctx), SingleThreadedExecutor)
-        monkeypatch.delenv("EVMICRO_EXECUTOR")
+        monkeypatch.setenv("EVMICRO_EXECUTOR", "events")
         ex = make_executor(ctx)  # the EventsExecutor of rclpy.experimental (Jazzy wheels have it)
         assert not isinstance(ex, SingleThreadedExecutor) and hasattr(ex, "spin_once")
         ex.shutdown()
+        monkeypatch.delenv("EVMICRO_EXECUTOR")
         with pytest.raises(ValueError, match="EVMICRO_EXECUTOR"):
             make_executor(ctx, "multi")
     finally:

@@ -112,18 +112,20 @@ EXECUTORS = ("events", "single")
 def make_executor(context: rclpy.Context | None = None, kind: str | None = None):
     """The executor :class:`~ros2_evmicro.ros.runner.GraphRun` (``evmicro run``, ``evmicro demo``) spins on.
 
-    ``kind`` (default: the environment variable ``EVMICRO_EXECUTOR``, else ``'events'``): ``'events'`` is
-    rclpy's EventsExecutor (``rclpy.experimental``, C++: it dispatches each message as it arrives instead of
-    rebuilding a wait set in Python every cycle), ``'single'`` the SingleThreadedExecutor. Where the
-    EventsExecutor does not exist (rclpy before Jazzy) 'events' falls back to 'single'. Measured on the 2-core
-    machine with ``bench.bench_pipeline`` (docs/benchmarks.md, "Live pipeline"): event->AU p99 at DAVIS 1 Mev/s
-    28-35 ms with 'events', 33-35 ms with 'single'. The runner drives it with ``spin_once``, which the test
-    suite covers for every graph, and takes 'single' for a lockstep bag replay (whose order relies on the
-    SingleThreadedExecutor's cycle, ``runner._executor_for``); the console scripts (:func:`run_node`) keep
-    the SingleThreadedExecutor, as the EventsExecutor's ``spin()`` did not return on a context shutdown
-    there. Never the MultiThreadedExecutor: it collapses to about 30 msg/s on this kind of machine.
+    ``kind`` (default: the environment variable ``EVMICRO_EXECUTOR``, else ``'single'``): ``'single'`` is the
+    SingleThreadedExecutor, ``'events'`` rclpy's EventsExecutor (``rclpy.experimental``, C++: it dispatches
+    each message as it arrives instead of rebuilding a wait set in Python every cycle; where it does not exist,
+    before Jazzy, 'events' falls back to 'single'). Measured on the 2-core machine (docs/driver_monitor.md,
+    "Where the models run"): with only the slicer and the models in the process ('bench.bench_pipeline') the
+    EventsExecutor cut event->AU by 3-5 ms, but in ``evmicro demo``, where the face detector, the monitor and
+    the dashboard share the process, it let the AU and cVAE queues overflow (1-2 frames per run in three runs,
+    none with 'single'): it serves events strictly in arrival order, where the SingleThreadedExecutor's
+    cycle gives every ready callback a turn. A lockstep bag replay needs 'single' anyway
+    (``runner._executor_for``), and the console scripts (:func:`run_node`) always use it (the
+    EventsExecutor's ``spin()`` did not return on a context shutdown there). Never the MultiThreadedExecutor:
+    it collapses to about 30 msg/s on this kind of machine.
     """
-    kind = (kind or os.environ.get("EVMICRO_EXECUTOR") or "events").strip().lower()
+    kind = (kind or os.environ.get("EVMICRO_EXECUTOR") or "single").strip().lower()
     if kind not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {kind!r} (EVMICRO_EXECUTOR)")
     if kind == "events":

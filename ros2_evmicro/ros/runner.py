@@ -2,7 +2,7 @@
 
 This is what ``evmicro run <graph>`` and ``evmicro demo`` do, and what the tests use: the same nodes, with
 the same parameter files, parameters and remappings as the launch files start as separate processes.
-(rclpy's EventsExecutor, or the SingleThreadedExecutor with ``EVMICRO_EXECUTOR=single``; never the
+(The SingleThreadedExecutor, or rclpy's EventsExecutor with ``EVMICRO_EXECUTOR=events``; never the
 MultiThreadedExecutor: it collapses to about 30 msg/s on this kind of machine.)
 """
 
@@ -77,8 +77,8 @@ class GraphRun:
     Declarations with a ``process`` name (the sensor drivers and the simulated rig) run in a child process
     per name, as they would on a robot, so that producing data and processing it use both cores instead of
     sharing one interpreter; ``isolate=False`` keeps everything in this process. ``executor``: see
-    :func:`~ros2_evmicro.ros.node.make_executor` (default: the EventsExecutor, or the SingleThreadedExecutor
-    for a lockstep bag replay, :func:`_executor_for`).
+    :func:`~ros2_evmicro.ros.node.make_executor` (default: ``EVMICRO_EXECUTOR``, else the
+    SingleThreadedExecutor; always the latter for a lockstep bag replay, :func:`_executor_for`).
     """
 
     def __init__(self, decls: Iterable[NodeDecl], *, context=None, args: list[str] | None = None,
