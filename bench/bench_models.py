@@ -122,19 +122,14 @@ def main(argv: list[str] | None = None) -> dict:
                     half=args.half)
     sl.warm_up(5)
     sli = time_calls(lambda i: sl.step(frames[i]), n, device)
-    # anchor: the same 2-lane step through spikingjelly's own single-step modules (the path AUSNN.step takes
-    # with autograd or on CUDA), on the same frames
+    # anchor: the same 2-lane step through spikingjelly's own single-step modules (AUSNN._step_modules, the
+    # path AUSNN.step takes with autograd or on CUDA), on the same frames
     sj = _spiking_snn(device)
     reset_state(sj)
 
     @torch.inference_mode()
     def sj_step(i: int) -> torch.Tensor:
-        sj._set_mode("s")
-        x = torch.from_numpy(frames[i]).to(device).unsqueeze(0)
-        h = sj.conv[1](sj.conv[0](x)).expand(2, -1, -1, -1).contiguous()
-        for m in list(sj.conv)[2:]:
-            h = m(h)
-        return sj.fc(h)
+        return sj._step_modules(torch.from_numpy(frames[i]).to(device).unsqueeze(0), 2)
 
     for i in range(5):
         sj_step(i)

@@ -370,7 +370,7 @@ def node_latency(seconds: float = 8.0) -> dict:
     got: list[tuple[int, int]] = []
     sub.create_subscription(Image, "/bench/davis/frames",
                             lambda m: got.append((stamp_to_ns(m.header.stamp), time.time_ns())), FRAMES_QOS)
-    ex = make_executor()  # as the nodes' console scripts and `evmicro run` (EVMICRO_EXECUTOR)
+    ex = make_executor()  # as `evmicro run` (EVMICRO_EXECUTOR)
     ex.add_node(slicer)
     ex.add_node(sub)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ros2_evmicro.core.params import ParamError
 from ros2_evmicro.paths import resolve_model
+from ros2_evmicro.ros.node import EvmicroNode
 
 _CARD_NORM = {"none": "counts", "max": "max", "log1p": "log1p", "clip": "clip"}
 
@@ -58,11 +59,13 @@ class DropCounter:
 class InferenceWorker:
     """One thread that runs an inference node's model work, off the executor thread.
 
-    Why: on a SingleThreadedExecutor a model step in a subscription callback holds up every other callback of
-    the process for its whole duration: in ``evmicro demo`` the slicer's event packets wait behind the SNN and
-    the cVAE, and their delay lands on the next window's latency. torch and the slicer's compiled kernels
-    release the GIL, so with the model on its own thread the executor keeps taking and slicing events while
-    the model runs (measured in docs/benchmarks.md, "Live pipeline").
+    Why: on one executor a model step in a subscription callback holds up every other callback of the process
+    for its whole duration, and the executor runs ready callbacks in no fixed node order: in ``evmicro demo``
+    the cVAE step often ran before the SNN step of the same frame and added its whole duration to the AU
+    latency. torch releases the GIL, so a model on its own thread runs beside the executor. Measured on the
+    2-core machine (docs/driver_monitor.md, "Where the models run"): the cVAE on its thread lowered event->AU;
+    the SNN on a thread as well gained nothing and dropped frames, so only the reconstruction node uses one by
+    default.
 
     Jobs run in submission order. Frame jobs (``droppable``) are bounded: when ``depth`` of them are already
     waiting, the oldest waiting one is discarded (the newest frames win, as with the subscription's
@@ -185,6 +188,23 @@ def make_worker(node: Any) -> InferenceWorker | None:
         node.get_logger().error(f"inference job failed: {err}", throttle_duration_sec=2.0)
 
     return InferenceWorker(f"{node.get_name()}_inference", node.p.queue_depth, on_error)
+
+
+class InferenceNode(EvmicroNode):
+    """Base of the AU and reconstruction nodes: their ``frames`` intake and, with ``inference_thread``, the
+    worker thread that runs the model, stopped with the node."""
+
+    worker: InferenceWorker | None = None
+
+    def start_intake(self, on_frame: Callable[[Any, int], None]) -> None:
+        """Subscribe ``frames`` (call once the model is ready): ``on_frame(msg, stamp_ns)`` per frame."""
+        self.worker = make_worker(self)
+        self.intake = FrameIntake(self, on_frame, self.worker)
+
+    def destroy_node(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        super().destroy_node()
 
 
 def record_ms(diag: Any, name: str, samples: list[float], value_ms: float) -> None:

@@ -8,12 +8,11 @@ Modes:
 - ``clip`` (the paper's evaluation): frames of one protocol segment (phase ``clip_phase``) are collected and the
   whole clip is classified when the segment ends; one message per segment.
 
-Inference runs in the frame callback on a SingleThreadedExecutor (the lowest event->AU latency measured), or
-on the node's worker thread with ``inference_thread`` (see
-:class:`~ros2_evmicro.nodes._inference.InferenceWorker`); protocol markers then go through the same worker, in
-order with the frames. The subscription and
-the worker keep only ``queue_depth`` frames each, so when the model falls behind the newest frames win, and
-the skipped frames are counted (from gaps in the window stamps) as ``dropped_frames`` on diagnostics.
+Inference runs in the frame callback (the lowest event->AU latency measured), or on the node's worker thread
+with ``inference_thread`` (see :class:`~ros2_evmicro.nodes._inference.InferenceWorker`); protocol markers then
+go through the same worker, in order with the frames. The subscription and the worker keep only
+``queue_depth`` frames each, so when the model falls behind the newest frames win, and the skipped frames are
+counted (from gaps in the window stamps) as ``dropped_frames`` on diagnostics.
 """
 
 from __future__ import annotations
@@ -26,13 +25,13 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from ros2_evmicro.core.au import AU_CODES
-from ros2_evmicro.nodes._inference import FrameIntake, load_for_node, make_worker, record_ms
+from ros2_evmicro.nodes._inference import InferenceNode, load_for_node, record_ms
 from ros2_evmicro.ros.convert import au_to_msg, frames_from_msg, marker_from_msg
-from ros2_evmicro.ros.node import FRAMES_QOS, SENSOR_QOS, EvmicroNode, run_node
+from ros2_evmicro.ros.node import FRAMES_QOS, SENSOR_QOS, run_node
 from ros2_evmicro.specs.au import SPEC
 
 
-class AUNode(EvmicroNode):
+class AUNode(InferenceNode):
     SPEC = SPEC
 
     def __init__(self, **kwargs: Any):
@@ -49,8 +48,7 @@ class AUNode(EvmicroNode):
             self.streamer.warm_up()
         self.get_logger().info(f"AU SNN {path} on {self.streamer.device} ({p.mode}, {p.reset_policy})")
         self.pub = self.create_publisher(JointState, "evmicro/au", FRAMES_QOS)
-        self.worker = make_worker(self)
-        self.intake = FrameIntake(self, self.on_frame, self.worker)
+        self.start_intake(self.on_frame)
         self._on_marker_guarded = self.guard(self.on_marker, "marker")
         self.create_subscription(String, "protocol/marker", self._receive_marker, SENSOR_QOS)
         self.clip: list[np.ndarray] = []
@@ -66,11 +64,6 @@ class AUNode(EvmicroNode):
             self._on_marker_guarded(msg)
         else:  # in order with the frames queued before it, and never discarded
             self.worker.submit(lambda: self._on_marker_guarded(msg), droppable=False)
-
-    def destroy_node(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-        super().destroy_node()
 
     def on_marker(self, msg: String) -> None:
         m = marker_from_msg(msg)

@@ -15,13 +15,13 @@ from typing import Any
 
 from sensor_msgs.msg import Image
 
-from ros2_evmicro.nodes._inference import FrameIntake, load_for_node, make_worker, record_ms
+from ros2_evmicro.nodes._inference import InferenceNode, load_for_node, record_ms
 from ros2_evmicro.ros.convert import frames_from_msg, image_to_msg
-from ros2_evmicro.ros.node import FRAMES_QOS, EvmicroNode, run_node
+from ros2_evmicro.ros.node import FRAMES_QOS, run_node
 from ros2_evmicro.specs.recon import SPEC
 
 
-class ReconNode(EvmicroNode):
+class ReconNode(InferenceNode):
     SPEC = SPEC
 
     def __init__(self, **kwargs: Any):
@@ -42,15 +42,9 @@ class ReconNode(EvmicroNode):
             self.recon.warm_up()
         self.get_logger().info(f"cVAE {path} on {self.recon.device}")
         self.pub = self.create_publisher(Image, "evmicro/face_recon", FRAMES_QOS)
-        self.worker = make_worker(self)
-        self.intake = FrameIntake(self, self.on_frame, self.worker)
         self.n_in = 0
         self.infer_ms: list[float] = []
-
-    def destroy_node(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
-        super().destroy_node()
+        self.start_intake(self.on_frame)
 
     def on_frame(self, msg: Image, stamp: int) -> None:
         self.n_in += 1

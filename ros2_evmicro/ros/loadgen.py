@@ -63,11 +63,12 @@ def publish_stream(node, topic: str, *, rate_ev_s: float, packet_ms: float, dura
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        ev = packets[i % len(packets)]
+        j = i % len(packets)
+        ev = packets[j]
         stamp_ns = node.get_clock().now().nanoseconds
         t_ref = int(ev["t"][0]) if n else 0
         if stamp == "camera":  # first event at (now - period + its offset in the period): the last one is now
-            stamp_ns -= (period_us - (t_ref - (i % len(packets)) * period_us)) * 1000
+            stamp_ns -= (period_us - (t_ref - j * period_us)) * 1000
         msg = events_to_msg(ev, stamp_ns=stamp_ns, t_ref_us=t_ref)
         pub.publish(msg)
         sent_events += n

@@ -251,11 +251,16 @@ class AUSNN(nn.Module):
         Call :func:`reset_state` before the first frame of a stream (and whenever the batch changes).
         """
         self._check(x, 4, "step")
-        self._set_mode("s")
         if lanes != 1 and (x.shape[0] != 1 or lanes < 1):
             raise ModelInputError(f"AUSNN.step with lanes={lanes} needs one frame, got batch {x.shape[0]}")
         if x.device.type == "cpu" and not self.training and not torch.is_grad_enabled():
             return self._step_inference(x, lanes)
+        return self._step_modules(x, lanes)
+
+    def _step_modules(self, x: torch.Tensor, lanes: int) -> torch.Tensor:
+        """:meth:`step` through spikingjelly's own single-step modules (training, CUDA; the reference the CPU
+        inference step is checked and timed against)."""
+        self._set_mode("s")
         if lanes == 1:
             return self.fc(self.conv(x))
         h = self.conv[1](self.conv[0](x)).expand(lanes, -1, -1, -1).contiguous()
@@ -270,6 +275,7 @@ class AUSNN(nn.Module):
         are bit-identical to that path (test_models.py pins it); the state stays in the spikingjelly
         neurons, so :func:`reset_state` and :func:`reset_lanes` apply unchanged. Dropout is the identity in
         eval mode and is skipped."""
+        self._set_mode("s")  # the convolutions, BatchNorms and linears below are spikingjelly layers
         c, f = self.conv, self.fc
         h = _pool2(_plif_step(c[2], c[1](c[0](x)), lanes))
         h = _pool2(_plif_step(c[6], c[5](c[4](h))))
