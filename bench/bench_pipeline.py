@@ -43,7 +43,8 @@ def _checkpoints(tmp: Path, cam: str) -> tuple[str, str]:
     return str(tmp / "snn"), str(tmp / "cvae")
 
 
-def run_case(cam: str, rate: float, seconds: float, tmp: Path) -> dict:
+def run_case(cam: str, rate: float, seconds: float, tmp: Path, packet_ms: float = 10.0,
+             slicer_params: dict | None = None) -> dict:
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
 
@@ -56,7 +57,7 @@ def run_case(cam: str, rate: float, seconds: float, tmp: Path) -> dict:
     snn, cvae = _checkpoints(tmp, cam)
     frames = f"/{cam}/frames"
     decls = [
-        NodeDecl("slicer", "slicer", cam, {"roi_mode": "center", "width": w, "height": h},
+        NodeDecl("slicer", "slicer", cam, {"roi_mode": "center", "width": w, "height": h, **(slicer_params or {})},
                  param_files=("slicer.yaml",)),
         NodeDecl("au", "au", "", {"checkpoint": snn, "sensor": cam, "device": "cpu"}, (("frames", frames),),
                  ("au.yaml",)),
@@ -81,8 +82,8 @@ def run_case(cam: str, rate: float, seconds: float, tmp: Path) -> dict:
     run.nodes.append(probe)
     env = os.environ.copy()
     gen = subprocess.Popen([sys.executable, "-m", "ros2_evmicro.cli", "loadgen", "--topic", f"/{cam}/events",
-                            "--rate", str(rate), "--packet-ms", "10", "--duration", str(seconds), "--width", str(w),
-                            "--height", str(h), "--subscribers", "1", "--stamp", "camera"],
+                            "--rate", str(rate), "--packet-ms", str(packet_ms), "--duration", str(seconds),
+                            "--width", str(w), "--height", str(h), "--subscribers", "1", "--stamp", "camera"],
                            env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:

@@ -158,9 +158,9 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from ros2_evmicro.ros.convert import image_to_msg
-from ros2_evmicro.ros.node import SENSOR_QOS, use_fastdds_profile
+from ros2_evmicro.ros.node import SENSOR_QOS, prepare_process
 seconds, fps = float(sys.argv[1]), float(sys.argv[2])
-use_fastdds_profile()
+prepare_process()
 rclpy.init(args=[])
 node = Node("bench_webcam")
 pub = node.create_publisher(Image, "/webcam/image_raw", SENSOR_QOS)
@@ -199,8 +199,8 @@ import json, sys, time
 import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
-from ros2_evmicro.ros.node import EVENTS_QOS, SENSOR_QOS, use_fastdds_profile
-use_fastdds_profile()
+from ros2_evmicro.ros.node import EVENTS_QOS, SENSOR_QOS, prepare_process
+prepare_process()
 rclpy.init(args=[])
 node = Node("bench_counter")
 counts = {}

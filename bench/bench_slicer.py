@@ -306,9 +306,9 @@ def _node_publisher(out_path: str, seconds: float) -> None:
     from sensor_msgs.msg import PointCloud2
 
     from ros2_evmicro.ros.convert import events_to_msg, ns_to_stamp
-    from ros2_evmicro.ros.node import EVENTS_QOS, use_fastdds_profile
+    from ros2_evmicro.ros.node import EVENTS_QOS, prepare_process
 
-    use_fastdds_profile()
+    prepare_process()
     n_per = int(RATE_EV_PER_S * PACKET_US / 1e6)
     pool = make_stream(8 * n_per, NODE_W, NODE_H, "clustered", seed=7)
     rng = np.random.default_rng(5)
@@ -356,11 +356,11 @@ def node_latency(seconds: float = 8.0) -> dict:
 
     from ros2_evmicro.nodes.slicer import SlicerNode
     from ros2_evmicro.ros.convert import stamp_to_ns
-    from ros2_evmicro.ros.node import FRAMES_QOS, make_executor, use_fastdds_profile
+    from ros2_evmicro.ros.node import FRAMES_QOS, make_executor, prepare_process
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 50))
-    use_fastdds_profile()
+    prepare_process()
     rclpy.init(args=[])
     params = {"width": NODE_W, "height": NODE_H, "window_ms": NODE_WINDOW_US / 1000, "late_tolerance_ms":
               NODE_TOL_US / 1000, "roi_mode": "fixed", "roi_box": [440.0, 160.0, 840.0, 560.0]}

@@ -4,7 +4,8 @@
    same bytes in the same run.
 2. rclpy publish/receive of 10 ms event packets between two processes at 1, 10 and 50 Mev/s: delivered rate,
    latency (header stamp -> receive callback) p50/p99 and drops; with the shipped Fast DDS shared-memory
-   profile, and without it (anchor: Fast DDS defaults) in the same run.
+   profile, and without it (anchor: Fast DDS defaults) in the same run; and with the profile but glibc's
+   allocator left untuned (``EVMICRO_MALLOC_TUNE=0``, :func:`ros2_evmicro.ros.node.tune_malloc`).
 
     python -m bench.bench_transport [--seconds 4] [--rates 1e6,1e7,5e7] [--no-anchor]
 """
@@ -21,6 +22,7 @@ import time
 import numpy as np
 
 from bench.harness import ROOT, Row, best_rate, percentiles, report
+from ros2_evmicro.ros.node import PROFILE_VARS, fastdds_profile_env
 
 
 def conversion_rows() -> list[Row]:
@@ -55,9 +57,10 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
-from ros2_evmicro.ros.node import EVENTS_QOS
+from ros2_evmicro.ros.node import EVENTS_QOS, prepare_process
 from ros2_evmicro.ros.convert import events_from_msg, stamp_to_ns
 topic, expect_packets, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+prepare_process()  # as every evmicro process: the profile (unless EVMICRO_NO_FASTDDS_PROFILE) and the allocator
 rclpy.init(args=[])
 node = Node('bench_receiver')
 lat, counts, t_first, t_last = [], [0, 0], [None], [None]
@@ -81,14 +84,16 @@ print(json.dumps({'packets': counts[0], 'events': counts[1], 'lat': lat,
 """
 
 
-def pubsub(rate: float, seconds: float, profile: bool) -> dict:
+def pubsub(rate: float, seconds: float, profile: bool, malloc_tune: bool = True) -> dict:
     env = os.environ.copy()
+    env["EVMICRO_MALLOC_TUNE"] = "1" if malloc_tune else "0"
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env["ROS_DOMAIN_ID"] = str(150 + int(rate) % 50)
     if profile:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(ROOT / "config" / "fastdds_shm.xml")
+        env.update(fastdds_profile_env(ROOT / "config" / "fastdds_shm.xml"))
     else:
-        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        for var in PROFILE_VARS:
+            env.pop(var, None)
         env["EVMICRO_NO_FASTDDS_PROFILE"] = "1"
     topic = "/bench/events"
     n_packets = int(seconds * 100)
@@ -120,6 +125,7 @@ def main() -> None:
     for rate in [float(r) for r in args.rates.split(",")]:
         shm = pubsub(rate, args.seconds, True)
         base = None if args.no_anchor else pubsub(rate, args.seconds, False)
+        untuned = None if args.no_anchor else pubsub(rate, args.seconds, True, malloc_tune=False)
         tag = f"{rate / 1e6:g} Mev/s offered, 10 ms packets"
         rows.append(Row(f"delivered rate, SHM profile ({tag})", shm["delivered"] / 1e6, "Mev/s",
                         "Fast DDS defaults (no profile)", None if base is None else base["delivered"] / 1e6,
@@ -129,6 +135,11 @@ def main() -> None:
                         None if base is None else base["p50"], lower_is_better=True))
         rows.append(Row(f"latency p99, SHM profile ({tag})", shm["p99"], "ms", "Fast DDS defaults",
                         None if base is None else base["p99"], lower_is_better=True))
+        if untuned is not None:
+            rows.append(Row(f"latency p50, SHM profile ({tag})", shm["p50"], "ms",
+                            "same, allocator untuned (EVMICRO_MALLOC_TUNE=0)", untuned["p50"], lower_is_better=True,
+                            note=f"p99 {shm['p99']:.2f} ms against {untuned['p99']:.2f} ms untuned; "
+                                 f"{rate * 0.01 * 12 / 1e6:.2g} MB per packet"))
     report("Transport: PointCloud2 conversion and two-process publish/receive", rows)
 
 

@@ -17,7 +17,7 @@ def generate(graph_name: str):
     from launch_ros.actions import Node
 
     from launch import LaunchDescription
-    from ros2_evmicro.ros.node import fastdds_profile
+    from ros2_evmicro.ros.node import fastdds_profile, fastdds_profile_env
 
     graph = get_graph(graph_name)
 
@@ -25,7 +25,7 @@ def generate(graph_name: str):
         values = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.args}
         cfg = config_dir()
         prof = fastdds_profile()
-        env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(prof)} if prof else {}
+        env = fastdds_profile_env(prof) if prof else {}
         actions = []
         for d in graph.nodes(values):
             params: list = [str(cfg / f) for f in d.param_files if (cfg / f).is_file()]

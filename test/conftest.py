@@ -72,4 +72,5 @@ def pytest_configure(config):
     """Keep every test's DDS traffic on this machine and apart from other runs (random domain id)."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + (os.getpid() % 100)))
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
+    for var in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"):  # Fast DDS 2.x, 3.x
+        os.environ.setdefault(var, str(REPO / "config" / "fastdds_shm.xml"))

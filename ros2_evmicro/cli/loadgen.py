@@ -11,9 +11,9 @@ def _run(args: argparse.Namespace) -> int:
     from rclpy.node import Node
 
     from ros2_evmicro.ros.loadgen import publish_stream
-    from ros2_evmicro.ros.node import use_fastdds_profile
+    from ros2_evmicro.ros.node import prepare_process
 
-    use_fastdds_profile()
+    prepare_process()
     rclpy.init(args=[])
     node = Node("evmicro_loadgen")
     try:

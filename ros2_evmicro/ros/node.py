@@ -4,7 +4,10 @@ guarded callbacks, QoS profiles and the console-script ``main`` shared by every 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
+import platform
 import sys
 import threading
 import time
@@ -32,7 +35,13 @@ __all__ = [
     "Diagnostics",
     "EvmicroNode",
     "fastdds_profile",
+    "fastdds_profile_env",
+    "freeze_startup_heap",
+    "prepare_process",
     "run_node",
+    "tune_malloc",
+    "unfreeze_heap",
+    "use_fastdds_profile",
 ]
 
 EVENTS_QOS = QoSProfile(
@@ -77,14 +86,94 @@ def fastdds_profile() -> Path | None:
     return None
 
 
+PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+"""The environment variables that name a Fast DDS XML profile. Fast DDS 2.x (Humble, Jazzy: the PyPI wheels carry
+2.14) reads only the first; Fast DDS 3.x (Kilted and later) reads only the second."""
+
+
+def fastdds_profile_env(path: str | Path) -> dict[str, str]:
+    """Environment naming ``path`` as the Fast DDS profile under both variable names (:data:`PROFILE_VARS`)."""
+    return {v: str(path) for v in PROFILE_VARS}
+
+
 def use_fastdds_profile() -> None:
-    """Point Fast DDS at the shipped shared-memory profile unless the user chose one (call before init)."""
-    if (os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
-            or os.environ.get("EVMICRO_NO_FASTDDS_PROFILE") == "1"):
+    """Point Fast DDS at the shipped shared-memory profile unless the user chose one (call before init).
+
+    Both variable names are set, since each Fast DDS major version reads only one of them. A profile the user
+    named under one name is copied to the other (so it takes effect whichever Fast DDS is installed), and
+    ``EVMICRO_NO_FASTDDS_PROFILE=1`` leaves the environment alone.
+    """
+    if os.environ.get("EVMICRO_NO_FASTDDS_PROFILE") == "1":
         return
-    prof = fastdds_profile()
-    if prof is not None:
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(prof)
+    chosen = next((os.environ[v] for v in PROFILE_VARS if os.environ.get(v)), None)
+    if chosen is None:
+        prof = fastdds_profile()
+        if prof is None:
+            return
+        chosen = str(prof)
+    for v in PROFILE_VARS:
+        if not os.environ.get(v):
+            os.environ[v] = chosen
+
+
+_M_TRIM_THRESHOLD = -1  # mallopt parameters of glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
+MALLOC_MMAP_THRESHOLD = 32 << 20
+"""Allocations up to this size stay in glibc's heap (see :func:`tune_malloc`); 32 MB holds a packet of 2.7M events."""
+MALLOC_TRIM_THRESHOLD = 128 << 20
+"""Free memory at the top of the heap kept by the process instead of being returned to the kernel."""
+
+
+def tune_malloc() -> bool:
+    """Keep buffers of megabytes (event messages, their copies on publish and take, torch activations) in the
+    C heap instead of giving each its own memory map (glibc only; call early in the process).
+
+    glibc serves an allocation above its mmap threshold (128 kB at start, raised on the fly) with a fresh
+    ``mmap`` and unmaps it on ``free``, and it trims the heap top as soon as a few MB are free there. So each
+    2.4 MB PointCloud2 of 200k events (10 ms at 20 Mev/s) page-faulted its way into memory on every copy: on
+    the 2-core reference VM a serialize or a deserialize of it took 6-8 ms instead of 0.4 ms, and the
+    publish -> callback time of such packets between two processes was p50 35 ms instead of 4 ms
+    (docs/benchmarks.md). Fixed thresholds (:data:`MALLOC_MMAP_THRESHOLD`, :data:`MALLOC_TRIM_THRESHOLD`) keep
+    that memory mapped between uses; the cost is that up to that much freed memory stays with the process.
+
+    ``EVMICRO_MALLOC_TUNE=0`` turns it off. Returns whether both settings were applied (False where the C
+    library is not glibc).
+    """
+    if os.environ.get("EVMICRO_MALLOC_TUNE") == "0" or not sys.platform.startswith("linux"):
+        return False
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1
+        return libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1 and ok
+    except (OSError, AttributeError):
+        return False
+
+
+def prepare_process() -> None:
+    """Process-wide settings for a process that runs ros2_evmicro nodes, before ``rclpy.init``: the Fast DDS
+    profile (:func:`use_fastdds_profile`) and the allocator (:func:`tune_malloc`)."""
+    use_fastdds_profile()
+    tune_malloc()
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive now (modules, models, nodes: the start-up) to the garbage collector's permanent
+    generation, so a full collection later scans only what the running graph allocates.
+
+    Measured on the reference VM with the pipeline's nodes loaded: a full (generation 2) collection paused the
+    process 47-257 ms; after the freeze one took about 1 ms. Python runs a full collection only when the
+    long-lived objects have grown by a quarter, so a long live session meets it now and then: a pause of that
+    size overflows the frame queues. Call once the nodes are built; :func:`unfreeze_heap` undoes it.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def unfreeze_heap() -> None:
+    """Give the frozen objects back to the collector (a graph closes; its nodes and models may be freed)."""
+    gc.unfreeze()
 
 
 def _descriptor(p: Param) -> ParameterDescriptor:
@@ -271,11 +360,12 @@ def run_node(cls: type[Node], args: list[str] | None = None) -> int:
 
     A bad parameter ends the process with exit code 2 and the reason on stderr, not a traceback.
     """
-    use_fastdds_profile()
+    prepare_process()
     node = None
     rclpy.init(args=args if args is not None else sys.argv)
     try:
         node = cls()
+        freeze_startup_heap()
         executor = SingleThreadedExecutor()  # spin() must end on a context shutdown (see make_executor)
         executor.add_node(node)
         executor.spin()

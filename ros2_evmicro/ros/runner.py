@@ -28,7 +28,7 @@ from rclpy.parameter import Parameter
 
 from ros2_evmicro.core.params import ParamError, load_ros_params_file
 from ros2_evmicro.graphs import GraphError, NodeDecl, config_dir
-from ros2_evmicro.ros.node import make_executor, use_fastdds_profile
+from ros2_evmicro.ros.node import freeze_startup_heap, make_executor, prepare_process, unfreeze_heap
 
 __all__ = ["GraphRun", "node_class", "node_parameters", "run_graph"]
 
@@ -83,7 +83,7 @@ class GraphRun:
 
     def __init__(self, decls: Iterable[NodeDecl], *, context=None, args: list[str] | None = None,
                  isolate: bool = True, executor: str | None = None):
-        use_fastdds_profile()
+        prepare_process()
         decls = list(decls)
         local = [d for d in decls if not (isolate and d.process)]
         self.own_context = context is None
@@ -92,6 +92,7 @@ class GraphRun:
             rclpy.init(args=args or [], context=self.context)
         self.executor = make_executor(self.context, executor or _executor_for(local))
         self.nodes: list[Node] = []
+        self._frozen = False
         self.children: dict[str, subprocess.Popen] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
         groups: dict[str, list[NodeDecl]] = {}
@@ -114,6 +115,8 @@ class GraphRun:
         except BaseException:
             self.close()
             raise
+        freeze_startup_heap()
+        self._frozen = True
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -182,6 +185,9 @@ class GraphRun:
             pass
         if self.own_context:
             rclpy.try_shutdown(context=self.context)
+        if self._frozen:
+            unfreeze_heap()
+            self._frozen = False
 
     def __enter__(self) -> GraphRun:
         return self
