@@ -2,12 +2,12 @@
 
 1. event <-> PointCloud2 conversion throughput (GB/s of event arrays), anchor: a plain memory copy of the
    same bytes in the same run.
-2. rclpy publish/receive of 10 ms event packets between two processes at 1, 10 and 50 Mev/s: delivered rate,
+2. rclpy publish/receive of 10 ms event packets between two processes at 1, 10, 20 and 50 Mev/s: delivered rate,
    latency (header stamp -> receive callback) p50/p99 and drops; with the shipped Fast DDS shared-memory
    profile, and without it (anchor: Fast DDS defaults) in the same run; and with the profile but glibc's
    allocator left untuned (``EVMICRO_MALLOC_TUNE=0``, :func:`ros2_evmicro.ros.node.tune_malloc`).
 
-    python -m bench.bench_transport [--seconds 4] [--rates 1e6,1e7,5e7] [--no-anchor]
+    python -m bench.bench_transport [--seconds 4] [--rates 1e6,1e7,2e7,5e7] [--no-anchor]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def pubsub(rate: float, seconds: float, profile: bool, malloc_tune: bool = True)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--rates", default="1e6,1e7,5e7")
+    ap.add_argument("--rates", default="1e6,1e7,2e7,5e7")
     ap.add_argument("--no-anchor", action="store_true", help="skip the run without the shared-memory profile")
     args = ap.parse_args()
     rows = conversion_rows()

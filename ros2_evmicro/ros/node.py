@@ -129,12 +129,14 @@ def tune_malloc() -> bool:
     C heap instead of giving each its own memory map (glibc only; call early in the process).
 
     glibc serves an allocation above its mmap threshold (128 kB at start, raised on the fly) with a fresh
-    ``mmap`` and unmaps it on ``free``, and it trims the heap top as soon as a few MB are free there. So each
-    2.4 MB PointCloud2 of 200k events (10 ms at 20 Mev/s) page-faulted its way into memory on every copy: on
-    the 2-core reference VM a serialize or a deserialize of it took 6-8 ms instead of 0.4 ms, and the
-    publish -> callback time of such packets between two processes was p50 35 ms instead of 4 ms
-    (docs/benchmarks.md). Fixed thresholds (:data:`MALLOC_MMAP_THRESHOLD`, :data:`MALLOC_TRIM_THRESHOLD`) keep
-    that memory mapped between uses; the cost is that up to that much freed memory stays with the process.
+    ``mmap`` and unmaps it on ``free``, and it trims the heap top once a few MB are free there; whether a buffer
+    of megabytes is then page-faulted in again on every message depends on the heap's history. On the 2-core
+    reference VM, in a plain loop, serializing one 2.4 MB PointCloud2 (200k events, 10 ms at 20 Mev/s) took
+    6-8 ms that way instead of 0.4-0.7 ms; between two processes (``bench.bench_transport``) the thresholds cut
+    the publish -> callback p99 at 20 Mev/s from 14.2 to 9.9 ms and at 50 Mev/s from 46.8 to 21.7 ms, the p50
+    unchanged (docs/benchmarks.md). Fixed thresholds (:data:`MALLOC_MMAP_THRESHOLD`,
+    :data:`MALLOC_TRIM_THRESHOLD`) keep that memory mapped between uses; the cost is that up to that much freed
+    memory stays with the process.
 
     ``EVMICRO_MALLOC_TUNE=0`` turns it off. Returns whether both settings were applied (False where the C
     library is not glibc).
