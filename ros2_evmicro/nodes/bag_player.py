@@ -47,7 +47,7 @@ from ros2_evmicro.core.replay import (
     parse_camera_map,
     replay_stream,
 )
-from ros2_evmicro.ros.convert import camera_info_msg, events_to_msg, ns_to_stamp
+from ros2_evmicro.ros.convert import camera_info_msg, events_to_msg, ns_to_stamp, warm_up
 from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, MARKER_QOS, SENSOR_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.bag_player import SPEC
 
@@ -69,6 +69,7 @@ class BagPlayer(EvmicroNode):
         p = self.p
         if not p.bag:
             raise ParamError(f"node {self.get_name()}: bag is empty; give bag:=SESSION_FOLDER")
+        warm_up()  # the event packing kernel, not on the first packet (convert.warm_up)
         try:
             types = bag_topics(p.bag)
             self.camera_map = parse_camera_map(p.camera)

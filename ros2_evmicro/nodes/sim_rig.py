@@ -32,6 +32,7 @@ from ros2_evmicro.ros.convert import (
     marker_to_msg,
     ns_to_stamp,
     time_reference_msg,
+    warm_up,
 )
 from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, MARKER_QOS, SENSOR_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.sim_rig import SPEC
@@ -50,6 +51,7 @@ class SimRigNode(EvmicroNode):
             raise ValueError(f"cameras must be among {list(FRAME_IDS)}, got {p.cameras}")
         self.finished = False
         self.ended = False
+        warm_up()  # the event packing kernel, not on the first packet (convert.warm_up)
         scen = "idle" if p.scenario == "follow" else p.scenario
         self.protocol = make_scenario(scen, p.seed, time_scale=p.time_scale)
         self.rig = SimRig(p.subject_seed, lux=p.lux, cameras=tuple(p.cameras), timeline=self.protocol,

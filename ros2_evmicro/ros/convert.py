@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2, PointFie
 from std_msgs.msg import Header, String
 
 from ros2_evmicro.core.au import AU_CODES, NUM_AUS
+from ros2_evmicro.core.events import make_events
 from ros2_evmicro.core.wire import (
     POINT_FIELDS,
     POINT_STEP,
@@ -47,6 +48,7 @@ __all__ = [
     "ns_to_stamp",
     "stamp_to_ns",
     "time_reference_msg",
+    "warm_up",
     "WireError",
 ]
 
@@ -88,6 +90,23 @@ def events_to_msg(events: np.ndarray, stamp_ns: int | None = None, frame_id: str
     msg.is_dense = True
     _set_bytes(msg, wire_bytes(wire))
     return msg
+
+
+_WARM = False
+
+
+def warm_up() -> None:
+    """Run the compiled packing kernel behind :func:`events_to_msg` once per process.
+
+    Its first call loads numba's dispatcher and the cached machine code: 0.54 s on the 2-core reference VM.
+    A driver whose first packet paid that fell half a second behind at once and then published the packets it
+    owed in one burst, all stamped within a few ms (docs/benchmarks.md, notes on the start-up burst); event
+    producers call this while they start instead.
+    """
+    global _WARM
+    if not _WARM:
+        events_from_msg(events_to_msg(make_events([0, 1], [0, 1], [0, 1], [0, 1])))
+        _WARM = True
 
 
 def events_from_msg(msg: PointCloud2, *, copy: bool = True) -> np.ndarray:

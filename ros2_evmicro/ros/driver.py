@@ -23,7 +23,14 @@ from sensor_msgs.msg import CameraInfo, Image, Imu, PointCloud2, TimeReference
 
 from ros2_evmicro.core.clock import ClockSync, Pacer
 from ros2_evmicro.core.stream import EventsItem, FrameItem, ImuItem, Packetizer, Source, SourceError, TriggerItem
-from ros2_evmicro.ros.convert import camera_info_msg, events_to_msg, image_to_msg, ns_to_stamp, time_reference_msg
+from ros2_evmicro.ros.convert import (
+    camera_info_msg,
+    events_to_msg,
+    image_to_msg,
+    ns_to_stamp,
+    time_reference_msg,
+    warm_up,
+)
 from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, SENSOR_QOS, EvmicroNode
 from ros2_evmicro.specs._driver import driver_params
 
@@ -44,6 +51,8 @@ class DriverNode(EvmicroNode):
         self.source: Source | None = None
         self.native = None
         self.pub_events = self.create_publisher(PointCloud2, "events", EVENTS_QOS) if self.HAS_EVENTS else None
+        if self.HAS_EVENTS:
+            warm_up()  # not on the first packet (convert.warm_up)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", LATCHED_QOS)
         self.pub_tref = self.create_publisher(TimeReference, "time_reference", SENSOR_QOS)
         self.pub_trig = self.create_publisher(TimeReference, "triggers", SENSOR_QOS)

@@ -14,7 +14,7 @@ import numpy as np
 from sensor_msgs.msg import PointCloud2
 
 from ros2_evmicro.core.events import make_events
-from ros2_evmicro.ros.convert import events_to_msg
+from ros2_evmicro.ros.convert import events_to_msg, warm_up
 from ros2_evmicro.ros.node import EVENTS_QOS
 
 
@@ -55,6 +55,7 @@ def publish_stream(node, topic: str, *, rate_ev_s: float, packet_ms: float, dura
     n = max(int(round(rate_ev_s * packet_ms / 1000)), 0)
     n_packets = max(int(round(duration_s * 1000 / packet_ms)), 1)
     packets = [make_packet(seed, i, n, width, height, 0, period_us) for i in range(min(pregenerate, n_packets))]
+    warm_up()  # else the first packet pays numba's start-up and the next ones go out in a burst
     digests = []
     t_start = time.monotonic()
     sent_events = 0
