@@ -162,6 +162,10 @@ def test_launch_files_start_the_graph_nodes(monkeypatch, launch_file, graph, val
         assert n.kwargs["parameters"][-1] == dict(d.parameters)
         assert n.kwargs["remappings"] == list(d.remappings)
         assert ("on_exit" in n.kwargs) == d.required
+        # the shared-memory profile, under the names of both Fast DDS majors (2.x reads only FASTRTPS_...)
+        env = n.kwargs["additional_env"]
+        assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == env["FASTDDS_DEFAULT_PROFILES_FILE"]
+        assert env["FASTRTPS_DEFAULT_PROFILES_FILE"].endswith("fastdds_shm.xml")
 
 
 @pytest.mark.slow
