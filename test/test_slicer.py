@@ -371,3 +371,30 @@ def test_frame_views_equal_copies_and_stay_valid_until_the_next_call(rng):
     frames = s.push(ev([(0, 0, 1, 0), (1, 1, 1, 5_500)]))
     assert [f.n_events for f in frames] == [1, 0, 0, 0, 0]
     assert not frames[2].counts.any() and not frames[2].counts.flags.writeable
+
+
+def test_push_iter_hands_out_each_frame_before_the_rest_of_its_packet_is_counted(rng):
+    """One packet spanning five 1 ms windows: each window comes out at the event that first reaches its end
+    plus the tolerance (the watermark then), with the counts of Eq. 1, and the views stay valid to the end."""
+    n = 5_000
+    t = np.sort(rng.integers(0, 5_000, n))
+    e = make_events(rng.integers(0, 8, n), rng.integers(0, 8, n), rng.integers(0, 2, n), t)
+    s = Slicer(8, 8, window_us=1_000, late_tolerance_us=100, frame_views=True)
+    seen, views = [], []
+    for f in s.push_iter(e):
+        seen.append((f.t_start_us, s.watermark_us, f.counts.copy(), f.n_events))
+        views.append(f.counts)
+    assert [x[0] for x in seen] == [0, 1_000, 2_000, 3_000]  # window 4 needs an event at 5,100 us or later
+    for t0, wm, counts, n_ev in seen:
+        closing = int(t[np.searchsorted(t, t0 + 1_000 + 100)])  # the first event at window end + tolerance
+        assert wm == closing < int(t[-1])
+        want = count_frame(e[(t >= t0) & (t < t0 + 1_000)], 8, 8)
+        np.testing.assert_array_equal(counts, want)
+        assert n_ev == int(want.sum())
+    for (_, _, counts, _), view in zip(seen, views, strict=True):
+        np.testing.assert_array_equal(view, counts)
+    assert s.watermark_us == int(t[-1])
+    # the same frames and statistics as push, which is push_iter run to the end
+    s2 = Slicer(8, 8, window_us=1_000, late_tolerance_us=100)
+    assert [(f.t_start_us, f.n_events) for f in s2.push(e)] == [(x[0], x[3]) for x in seen]
+    assert s2.stats.as_dict() == s.stats.as_dict()

@@ -14,7 +14,8 @@ the next events come, up to ``max_empty_windows``). The one wall-clock figure is
 ``latency_window_to_publish_ms`` = (node clock at publish) - (window end), i.e. wall time now minus the
 window's end mapped to wall time (the node clock is the wall clock live; with ``use_sim_time`` it is the
 bag clock). It includes the late tolerance and the wait for the packet that closes the window;
-``latency_packet_to_publish_ms`` is the node's own share: from the closing packet's callback to publish.
+``latency_packet_to_publish_ms`` is the node's own share: from the closing packet's callback to publish (a
+frame goes out as soon as its window closes, before the rest of that packet is counted).
 
 Face box for a window: with ``roi_mode`` 'topic', the newest box stamped at or before the window's end (or
 the oldest one kept, when all are newer); a box older than ``roi_timeout_s`` is still held but reported
@@ -187,18 +188,26 @@ class SlicerNode(EvmicroNode):
         self.frame_id = msg.header.frame_id
         st = self.slicer.stats
         dropped0 = st.n_dropped_late
-        # on_invalid 'raise': EventError, the guard drops the packet. The frames are views of the slicer's
-        # buffers, valid until the next push: each is cropped and published here, at once.
-        frames = self.slicer.push(events, t_offset_us=stamp_to_ns(msg.header.stamp) // 1000)
+        # on_invalid 'raise': EventError, the guard drops the packet. Each frame is published as soon as its
+        # window closes, before the rest of the packet is counted (Slicer.push_iter); the frames are views of
+        # the slicer's buffers, valid until the next push: each is cropped and published here, at once.
+        n_frames = 0
+        failed: Exception | None = None
+        for f in self.slicer.push_iter(events, t_offset_us=stamp_to_ns(msg.header.stamp) // 1000):
+            try:
+                self._publish(f, t_in)
+            except Exception as err:  # noqa: BLE001 - count the rest of the packet, then report (the guard)
+                failed = failed or err
+            n_frames += 1
         late = st.n_dropped_late > dropped0
         if late:
             self.diag.count("late_packets")
         self.diag.count("packets")
         self.diag.count("events", len(events))
-        for f in frames:
-            self._publish(f, t_in)
-        if frames or late:
+        if n_frames or late:
             self._update_diag()
+        if failed is not None:
+            raise failed
 
     # -- output --------------------------------------------------------------------------------------
     def roi_for(self, frame: Frame) -> tuple[Box, float, str]:
