@@ -132,3 +132,24 @@ def test_graph_run_freezes_its_start_up_heap_until_it_closes():
     finally:
         run.close()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_context_shut_down_under_the_executor_is_a_clean_stop():
+    """A signal can shut the context down between the executor's check and its wait set: rclpy then raises
+    RCLError, which run_node and GraphRun.spin must take as the shutdown it is, and nothing else."""
+    import rclpy
+    from rclpy.impl.implementation_singleton import rclpy_implementation as impl
+
+    from ros2_evmicro.ros.node import shut_down_under_executor
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    handle = ctx.handle
+    live_err = impl.RCLError("some other failure")
+    assert not shut_down_under_executor(live_err, ctx)  # the context is fine: a real error
+    rclpy.shutdown(context=ctx)
+    with pytest.raises(impl.RCLError, match="context is not valid") as info:
+        with handle:
+            impl.WaitSet(0, 0, 0, 0, 0, 0, handle)  # what the executor builds on every cycle
+    assert shut_down_under_executor(info.value, ctx)
+    assert not shut_down_under_executor(ValueError("context is not valid"), ctx)

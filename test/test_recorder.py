@@ -299,7 +299,7 @@ def test_sigterm_closes_cleanly(ros, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-    assert rc == 0
+    assert rc == 0, proc.stdout.read().decode()[-4000:]
     folder = tmp_path / "S09_s1"
     rep = check_bag(folder)
     assert rep.ok, rep.text()  # summary and metadata written without a repair

@@ -28,7 +28,13 @@ from rclpy.parameter import Parameter
 
 from ros2_evmicro.core.params import ParamError, load_ros_params_file
 from ros2_evmicro.graphs import GraphError, NodeDecl, config_dir
-from ros2_evmicro.ros.node import freeze_startup_heap, make_executor, prepare_process, unfreeze_heap
+from ros2_evmicro.ros.node import (
+    freeze_startup_heap,
+    make_executor,
+    prepare_process,
+    shut_down_under_executor,
+    unfreeze_heap,
+)
 
 __all__ = ["GraphRun", "node_class", "node_parameters", "run_graph"]
 
@@ -149,6 +155,10 @@ class GraphRun:
             return "interrupted"
         except ExternalShutdownException:
             return "shutdown"
+        except Exception as err:
+            if shut_down_under_executor(err, self.context):  # a signal shut the context down mid-cycle
+                return "shutdown"
+            raise
         return "shutdown"
 
     def close(self) -> None:
