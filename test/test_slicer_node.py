@@ -132,15 +132,17 @@ def test_late_packet_within_tolerance_merged_beyond_dropped_and_reported(ros):
 
 def test_non_square_sensor_from_camera_info_and_fixed_crop(ros):
     r = Rig(ros, window_ms=10.0, late_tolerance_ms=0.0, roi_mode="full", crop_size_px=12)
-    r.send([(0, 0, 1, 100)])  # size unknown yet: counted and dropped
+    r.send([(0, 0, 1, 50)])  # size unknown yet: held (DDS may deliver events before the latched camera_info)
     assert r.node.diag.counters["packets_waiting_for_size"] == 1 and r.node.slicer is None
+    assert not r.frames
     r.pub_info.publish(camera_info_msg(12, 8))
     assert ros.spin_until(lambda: r.node.slicer is not None, 10)
     assert (r.node.slicer.size.width, r.node.slicer.size.height) == (12, 8)
+    assert r.node.diag.counters["packets"] == 1  # the held packet, sliced once the size came
     r.send([(11, 0, 1, 100), (0, 7, 0, 200), (5, 3, 1, 300), (0, 0, 0, 10_000)])
     (_, f, _, _), = r.wait_frames(1)
-    # the 12x8 sensor sits in the middle of a 12x12 square: sensor row y is crop row y + 2
-    np.testing.assert_array_equal(f, _image(12, 12, {(1, 2, 11): 1, (0, 9, 0): 1, (1, 5, 5): 1}))
+    # the 12x8 sensor sits in the middle of a 12x12 square: sensor row y is crop row y + 2; the held event too
+    np.testing.assert_array_equal(f, _image(12, 12, {(1, 2, 0): 1, (1, 2, 11): 1, (0, 9, 0): 1, (1, 5, 5): 1}))
 
     # switch to a fixed box at runtime: [4, 2, 8, 6] with no margin is a 4x4 square, crop 2 -> 2x2 binning
     res = r.node.set_parameters_atomically([
@@ -238,3 +240,19 @@ def test_roi_history_and_center_box():
     assert h.at(29) == ((0, 0, 2, 2), 20) and h.at(30) == ((0, 0, 3, 3), 30) and h.at(99) == ((0, 0, 4, 4), 40)
     assert h.at(5) == ((0, 0, 2, 2), 20)  # all newer: the oldest kept
     assert center_box(346, 260, 0.5) == (108.0, 65.0, 238.0, 195.0)
+
+
+def test_packets_held_for_the_sensor_size_are_bounded(ros, monkeypatch):
+    from ros2_evmicro.nodes import slicer as slicer_node
+
+    monkeypatch.setattr(slicer_node, "HOLD_MAX_PACKETS", 2)
+    r = Rig(ros, window_ms=10.0, late_tolerance_ms=0.0, roi_mode="full", crop_size_px=4)
+    for t in (50, 60, 70):
+        r.send([(1, 1, 1, t)])
+    c = r.node.diag.counters
+    assert c["packets_waiting_for_size"] == 3 and c["packets_dropped_waiting_for_size"] == 1
+    r.pub_info.publish(camera_info_msg(4, 4))
+    assert ros.spin_until(lambda: r.node.slicer is not None, 10)
+    r.send([(0, 0, 0, 10_000)])
+    (_, f, _, _), = r.wait_frames(1)
+    assert f.sum() == 2  # the two held events; the third packet was dropped, counted
