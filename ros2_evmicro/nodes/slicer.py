@@ -187,8 +187,8 @@ class SlicerNode(EvmicroNode):
         if len(self._held) < HOLD_MAX_PACKETS and self._held_events + n_events <= HOLD_MAX_EVENTS:
             self._held.append(msg)
             self._held_events += n_events
-            self.get_logger().warning("events arrive but the sensor size is unknown (no camera_info yet, "
-                                      "width/height 0): holding them until it comes", throttle_duration_sec=5.0)
+            self.get_logger().info("events arrive before the sensor size (no camera_info yet, width/height 0): "
+                                   "holding them until it comes", throttle_duration_sec=5.0)
         else:
             self.diag.count("packets_dropped_waiting_for_size")
             self.get_logger().error(f"still no camera_info after {len(self._held)} packets: packet dropped (set "
