@@ -33,6 +33,7 @@ __all__ = [
     "LATCHED_QOS",
     "MARKER_QOS",
     "SENSOR_QOS",
+    "PROFILE_VARS",
     "Diagnostics",
     "EvmicroNode",
     "fastdds_profile",
@@ -40,6 +41,7 @@ __all__ = [
     "freeze_startup_heap",
     "prepare_process",
     "run_node",
+    "shut_down_under_executor",
     "tune_malloc",
     "unfreeze_heap",
     "use_fastdds_profile",
@@ -168,7 +170,8 @@ def freeze_startup_heap() -> None:
     Measured on the reference VM with the pipeline's nodes loaded: a full (generation 2) collection paused the
     process 47-257 ms; after the freeze one took about 1 ms. Python runs a full collection only when the
     long-lived objects have grown by a quarter, so a long live session meets it now and then: a pause of that
-    size overflows the frame queues. Call once the nodes are built; :func:`unfreeze_heap` undoes it.
+    size can overflow the frame queues (4 frames, 132 ms). Call once the nodes are built; :func:`unfreeze_heap`
+    undoes it.
     """
     gc.collect()
     gc.freeze()
