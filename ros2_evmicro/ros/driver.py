@@ -50,9 +50,10 @@ class DriverNode(EvmicroNode):
         self.ended = False
         self.source: Source | None = None
         self.native = None
-        self.pub_events = self.create_publisher(PointCloud2, "events", EVENTS_QOS) if self.HAS_EVENTS else None
+        self.pub_events = None
         if self.HAS_EVENTS:
-            warm_up()  # not on the first packet (convert.warm_up)
+            self.pub_events = self.create_publisher(PointCloud2, "events", EVENTS_QOS)
+            warm_up()  # the packing kernel now, not on the first packet (convert.warm_up)
         self.pub_info = self.create_publisher(CameraInfo, "camera_info", LATCHED_QOS)
         self.pub_tref = self.create_publisher(TimeReference, "time_reference", SENSOR_QOS)
         self.pub_trig = self.create_publisher(TimeReference, "triggers", SENSOR_QOS)

@@ -90,8 +90,13 @@ class GraphRun:
     def __init__(self, decls: Iterable[NodeDecl], *, context=None, args: list[str] | None = None,
                  isolate: bool = True, executor: str | None = None):
         prepare_process()
-        decls = list(decls)
-        local = [d for d in decls if not (isolate and d.process)]
+        local: list[NodeDecl] = []  # run here; the others in a child process per group name
+        groups: dict[str, list[NodeDecl]] = {}
+        for d in decls:
+            if isolate and d.process:
+                groups.setdefault(d.process, []).append(d)
+            else:
+                local.append(d)
         self.own_context = context is None
         self.context = context or rclpy.Context()
         if self.own_context:
@@ -101,10 +106,6 @@ class GraphRun:
         self._frozen = False
         self.children: dict[str, subprocess.Popen] = {}
         self._tmp: tempfile.TemporaryDirectory | None = None
-        groups: dict[str, list[NodeDecl]] = {}
-        for d in decls:
-            if isolate and d.process:
-                groups.setdefault(d.process, []).append(d)
         try:
             if groups:
                 self._tmp = tempfile.TemporaryDirectory(prefix="evmicro_run_")
