@@ -10,7 +10,8 @@ never scored are counted as dropped (the AU node's ``dropped_frames``, from gaps
 and after the first 10 % of the windows, which the latency figures skip too (docs/benchmarks.md, notes on the
 start-up burst).
 Anchor: the goal, one window (33 ms). ``--packet-ms`` sets the source's packet period (10 ms by default, as
-the drivers).
+the drivers); the source cuts its packets at each window boundary and sends a watermark there, as the drivers
+do by default (``--watermark-grid-ms 0``: no watermarks; ``--anchor-no-watermarks`` runs both, same run).
 
     python -m bench.bench_pipeline [--seconds 10] [--cases davis:1e6,davis:5e6,evk4:2e7] [--packet-ms 10]
     python -m bench.bench_pipeline --demo    # the README's main command: its wall time (goal < 2 min)
@@ -48,7 +49,7 @@ def _checkpoints(tmp: Path, cam: str) -> tuple[str, str]:
 
 
 def run_case(cam: str, rate: float, seconds: float, tmp: Path, packet_ms: float = 10.0,
-             slicer_params: dict | None = None) -> dict:
+             slicer_params: dict | None = None, watermark_ms: float = 33.0, slicer_process: bool = False) -> dict:
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
 
@@ -62,7 +63,7 @@ def run_case(cam: str, rate: float, seconds: float, tmp: Path, packet_ms: float 
     frames = f"/{cam}/frames"
     decls = [
         NodeDecl("slicer", "slicer", cam, {"roi_mode": "center", "width": w, "height": h, **(slicer_params or {})},
-                 param_files=("slicer.yaml",)),
+                 param_files=("slicer.yaml",), process="slicer" if slicer_process else ""),
         NodeDecl("au", "au", "", {"checkpoint": snn, "sensor": cam, "device": "cpu"}, (("frames", frames),),
                  ("au.yaml",)),
         NodeDecl("recon", "recon", "", {"checkpoint": cvae, "sensor": cam, "device": "cpu"}, (("frames", frames),),
@@ -91,7 +92,8 @@ def run_case(cam: str, rate: float, seconds: float, tmp: Path, packet_ms: float 
     env = os.environ.copy()
     gen = subprocess.Popen([sys.executable, "-m", "ros2_evmicro.cli", "loadgen", "--topic", f"/{cam}/events",
                             "--rate", str(rate), "--packet-ms", str(packet_ms), "--duration", str(seconds),
-                            "--width", str(w), "--height", str(h), "--subscribers", "1", "--stamp", "camera"],
+                            "--width", str(w), "--height", str(h), "--subscribers", "1", "--stamp", "camera",
+                            "--watermark-grid-ms", str(watermark_ms)],
                            env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
@@ -100,11 +102,16 @@ def run_case(cam: str, rate: float, seconds: float, tmp: Path, packet_ms: float 
     finally:
         gen.kill()
         au = run.node("au")
-        slicer = run.node("slicer")
-        windows = int(slicer.diag.counters.get("windows", 0))
         dropped = int(au.diag.counters.get("dropped_frames", 0))
+        if slicer_process:  # its diagnostics live in the child: windows = frames scored + dropped
+            windows = len(stamps) + dropped
+            frame_hop = float("nan")
+        else:
+            slicer = run.node("slicer")
+            windows = int(slicer.diag.counters.get("windows", 0))
+            frame_hop = slicer.diag.values.get("latency_window_to_publish_ms_p50", float("nan"))
         # the hops, from the nodes' own diagnostics (p50 over their last windows)
-        hops = {"frame": slicer.diag.values.get("latency_window_to_publish_ms_p50", float("nan")),
+        hops = {"frame": frame_hop,
                 "au": au.diag.values.get("latency_window_end_to_au_ms_p50", float("nan")),
                 "snn": au.diag.values.get("inference_ms_p50", float("nan")),
                 "cvae": run.node("recon").diag.values.get("inference_ms_p50", float("nan"))}
@@ -148,6 +155,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--cases", default="davis:1e6,davis:5e6,evk4:2e7")
     ap.add_argument("--packet-ms", type=float, default=10.0, help="event packet period of the source")
+    ap.add_argument("--watermark-grid-ms", type=float, default=33.0,
+                    help="the source's watermark grid, as the drivers' default (0 = none: windows close on a later "
+                         "event and the late tolerance)")
+    ap.add_argument("--slicer-process", action="store_true",
+                    help="run the slicer in a process of its own, as `ros2 launch` runs every node")
+    ap.add_argument("--anchor-no-watermarks", action="store_true",
+                    help="also run each case without watermarks, in the same run")
     ap.add_argument("--demo", action="store_true", help="time the README's `evmicro demo` instead")
     args = ap.parse_args()
     if args.demo:
@@ -160,9 +174,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases.split(","):
             cam, rate = case.split(":")
-            r = run_case(cam, float(rate), args.seconds, Path(tmp), packet_ms=args.packet_ms)
+            anchor = None
+            if args.anchor_no_watermarks and args.watermark_grid_ms > 0:
+                anchor = run_case(cam, float(rate), args.seconds, Path(tmp), packet_ms=args.packet_ms, watermark_ms=0)
+            r = run_case(cam, float(rate), args.seconds, Path(tmp), packet_ms=args.packet_ms,
+                         watermark_ms=args.watermark_grid_ms, slicer_process=args.slicer_process)
             tag = f"{cam} {float(rate) / 1e6:g} Mev/s" + (f", {args.packet_ms:g} ms packets" if args.packet_ms != 10
                                                          else "")
+            tag += ", watermarks" if args.watermark_grid_ms > 0 else ", no watermarks"
+            tag += ", slicer in its own process" if args.slicer_process else ""
+            if anchor is not None:
+                for q in ("p50", "p99"):
+                    rows.append(Row(f"event->AU latency {q} ({tag})", r[q], "ms", "same source without watermarks",
+                                    anchor[q], lower_is_better=True,
+                                    note=f"without: {anchor['scored']} scored of {anchor['windows']} windows, "
+                                         f"dropped {anchor['dropped_after_warm_up']} after the first 10 %"))
             hp = r["hops"]
             rows.append(Row(f"event->AU latency p50 ({tag})", r["p50"], "ms", "goal: one window", 33.0,
                             lower_is_better=True,

@@ -35,7 +35,9 @@ ROS time = wall time); this process runs the slicer node (fixed 64x64 face crop)
   the 10 ms packetisation: between 2 and 12 ms by construction).
 * the node's own ``latency_packet_to_publish_ms`` (callback entry -> publish) from its diagnostics.
 Anchors: ``Slicer.push`` of the closing packet, and ``Slicer.push_iter`` to its frame (the core alone, no ROS),
-measured in the same run.
+measured in the same run. The run is done twice: with watermarks (as the drivers publish by default: the
+packet period starts again at each window boundary and the boundary gets a watermark, which closes the window),
+and without (the anchor of the watermark rows).
 """
 
 from __future__ import annotations
@@ -311,8 +313,12 @@ NODE_WINDOW_US = 33_000
 NODE_TOL_US = 2_000
 
 
-def _node_publisher(out_path: str, seconds: float) -> None:
-    """Child process: publish the paced 20 Mev/s stream on /bench/davis/events; write publish times (JSON)."""
+def _node_publisher(out_path: str, seconds: float, watermarks: bool = False) -> None:
+    """Child process: publish the paced 20 Mev/s stream on /bench/davis/events; write publish times (JSON).
+
+    ``watermarks``: as the drivers by default, the packet period starts again at each window boundary (a 33 ms
+    window goes out as 10, 10, 10 and 3 ms packets) and the boundary gets a watermark once its last packet is
+    out."""
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import PointCloud2
@@ -324,12 +330,14 @@ def _node_publisher(out_path: str, seconds: float) -> None:
     n_per = int(RATE_EV_PER_S * PACKET_US / 1e6)
     pool = make_stream(8 * n_per, NODE_W, NODE_H, "clustered", seed=7)
     rng = np.random.default_rng(5)
-    msgs, firsts = [], []
+    msgs, firsts, tails = [], [], []
+    tail_us = NODE_WINDOW_US % PACKET_US  # the short last packet of a window when the period restarts there
     for i in range(8):  # 8 distinct packets with packet-relative times, re-stamped when sent
         pk = pool[i * n_per : (i + 1) * n_per].copy()
         pk["t"] = np.sort(rng.integers(0, PACKET_US, n_per))
         firsts.append(int(pk["t"][0]))
         msgs.append(events_to_msg(pk, stamp_ns=0, t_ref_us=firsts[-1], frame_id="bench_optical"))
+        tails.append(events_to_msg(pk[pk["t"] < tail_us], stamp_ns=0, t_ref_us=firsts[-1], frame_id="bench_optical"))
     rclpy.init(args=[])
     node = Node("bench_event_publisher")
     pub = node.create_publisher(PointCloud2, "/bench/davis/events", EVENTS_QOS)
@@ -341,6 +349,34 @@ def _node_publisher(out_path: str, seconds: float) -> None:
     n_packets = int(seconds * 1e6 / PACKET_US)
     t_base_ns = (time.time_ns() // 1_000_000 + 200) * 1_000_000  # event time of packet 0
     t_base_us = t_base_ns // 1000
+    if watermarks:
+        from ros2_evmicro.ros.convert import watermark_msg
+
+        t_base_us = (t_base_us // NODE_WINDOW_US + 1) * NODE_WINDOW_US  # on the window grid
+        t_base_ns = t_base_us * 1000
+        marks = []
+        k = 0
+        for w in range(int(seconds * 1e6 / NODE_WINDOW_US)):
+            a = t_base_us + w * NODE_WINDOW_US
+            end = a + NODE_WINDOW_US
+            while a < end:
+                b = min(a + PACKET_US, end)
+                while (d := b * 1000 - time.time_ns()) > 0:
+                    time.sleep(min(d / 1e9, 0.002) if d > 3e6 else 0)
+                j = k % len(msgs)
+                msg = msgs[j] if b - a == PACKET_US else tails[j]
+                msg.header.stamp = ns_to_stamp((a + firsts[j]) * 1000)
+                pub.publish(msg)
+                k += 1
+                a = b
+            pub.publish(watermark_msg(end * 1000, "bench_optical"))
+            marks.append((end, time.time_ns()))
+        time.sleep(0.5)
+        with open(out_path, "w") as fh:
+            json.dump({"t_base_ns": t_base_ns, "sent": [], "watermarks": marks, "packets": k}, fh)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return
     for k in range(n_packets):
         due_ns = t_base_ns + (k + 1) * PACKET_US * 1000  # the packet's period is over
         while (d := due_ns - time.time_ns()) > 0:
@@ -357,7 +393,7 @@ def _node_publisher(out_path: str, seconds: float) -> None:
     rclpy.try_shutdown()
 
 
-def node_latency(seconds: float = 8.0) -> dict:
+def node_latency(seconds: float = 8.0, watermarks: bool = False) -> dict:
     """Run the publisher process against an in-process slicer node; latencies (ms) per window."""
     import tempfile
 
@@ -388,7 +424,7 @@ def node_latency(seconds: float = 8.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "sent.json")
         child = subprocess.Popen([sys.executable, "-m", "bench.bench_slicer", "--node-publisher", out,
-                                  str(seconds)], cwd=os.path.dirname(os.path.dirname(
+                                  str(seconds), *(["--watermarks"] if watermarks else [])], cwd=os.path.dirname(os.path.dirname(
                                       os.path.abspath(__file__))), env=os.environ.copy())
         t_end = time.monotonic() + seconds + 40
         while child.poll() is None and time.monotonic() < t_end:
@@ -400,6 +436,8 @@ def node_latency(seconds: float = 8.0) -> dict:
         with open(out) as fh:
             data = json.load(fh)
         sent = dict(data["sent"])
+        marks = {int(e): int(t) for e, t in data.get("watermarks", [])}
+        n_sent = len(sent) or int(data.get("packets", 0))
         t_base_ns = int(data["t_base_ns"])
     proc = list(slicer.proc_ms)
     stats = slicer.slicer.stats.as_dict()
@@ -411,41 +449,64 @@ def node_latency(seconds: float = 8.0) -> dict:
     close_ms, end_ms = [], []
     for stamp_ns, t_rx in got:
         t_end_us = stamp_ns // 1000 + NODE_WINDOW_US
+        if watermarks:  # the watermark at the window's end closes it
+            if t_end_us - t_base_us < 1_000_000 or t_end_us not in marks:  # warm-up: the first second
+                continue
+            close_ms.append((t_rx - marks[t_end_us]) / 1e6)
+            end_ms.append((t_rx - t_end_us * 1000) / 1e6)
+            continue
         k_close = (t_end_us + NODE_TOL_US - t_base_us) // PACKET_US  # the packet holding window end + tol
         if k_close < 100 or k_close not in sent:  # warm-up: the first second
             continue
         close_ms.append((t_rx - sent[k_close]) / 1e6)
         end_ms.append((t_rx - t_end_us * 1000) / 1e6)
-    return {"close": close_ms, "end": end_ms, "proc": proc[30:], "stats": stats, "sent": len(sent)}
+    return {"close": close_ms, "end": end_ms, "proc": proc[30:], "stats": stats, "sent": n_sent}
 
 
 def node_main(seconds: float) -> None:
+    """Both ways a window can close at the node, in one run: on a watermark (the drivers' default) and, as the
+    anchor, on the packet that carries window end + late tolerance (a stream without watermarks)."""
+    wm = node_latency(seconds, watermarks=True)
     res = node_latency(seconds)
     core = latency(NODE_W, NODE_H, seconds=min(seconds, 6.0))
     c50, c99 = percentiles(res["close"])
     e50, e99 = percentiles(res["end"])
     p50, p99 = percentiles(res["proc"])
+    wc50, wc99 = percentiles(wm["close"])
+    we50, we99 = percentiles(wm["end"])
+    wp50, wp99 = percentiles(wm["proc"])
     k50, k99 = percentiles(core["close"])
     f50, _ = percentiles(core["first"])
     st = res["stats"]
     n = len(res["close"])
     note = (f"{n} windows, {res['sent']} packets of 200k events (20 Mev/s, 1280x720 clustered), 64x64 fixed "
             f"crop; dropped late {st['dropped_late']}; goal p99 < 5 ms")
+    wnote = (f"{len(wm['close'])} windows, {wm['sent']} packets (10, 10, 10, 3 ms per window, 20 Mev/s, 1280x720 "
+             f"clustered) + a watermark per window; dropped late {wm['stats']['dropped_late']}")
     rows = [
-        Row("node: closing packet published -> frame received p50", c50, "ms", "Slicer.push of the closing packet "
-            "p50 (core, same run)", k50, lower_is_better=True, note=note),
-        Row("node: closing packet published -> frame received p99", c99, "ms", "Slicer.push of the closing packet "
-            "p99 (core, same run)", k99, lower_is_better=True, note="two DDS hops (shared memory) + conversion + "
-            "slicing + crop"),
-        Row("node: window end -> frame received p50", e50, "ms", note=f"p99 {e99:.2f} ms; includes the 2 ms late "
-            "tolerance and the wait for the 10 ms packet holding window end + tolerance (2-12 ms by construction)"),
-        Row("node: closing packet in callback -> frame published p50 (node diagnostics)", p50, "ms",
-            "Slicer.push_iter closing packet in -> frame out p50 (core, same run)", f50, lower_is_better=True,
-            note="latency_packet_to_publish_ms: the node's own share, from the callback of the packet that ends "
-            "the window (view of the buffer, slice up to the window's close, crop) to publish"),
-        Row("node: closing packet in callback -> frame published p99 (node diagnostics)", p99, "ms",
-            "goal", 5.0, lower_is_better=True, note="the window-end -> frame-published goal, on the node's side of "
-            "the DDS hops"),
+        Row("node, watermarks: window end -> frame received p50", we50, "ms", "the same without watermarks "
+            "(same run)", e50, lower_is_better=True, note=wnote),
+        Row("node, watermarks: window end -> frame received p99", we99, "ms", "the same without watermarks "
+            "(same run)", e99, lower_is_better=True, note="the window's last packet crosses DDS and is sliced, "
+            "then its watermark closes the window; without watermarks the 2 ms tolerance and the 10 ms packet "
+            "holding window end + tolerance come on top"),
+        Row("node, watermarks: watermark published -> frame received p50", wc50, "ms", "closing packet published "
+            "-> frame received, without watermarks (same run)", c50, lower_is_better=True,
+            note=f"p99 {wc99:.2f} ms (without: {c99:.2f} ms)"),
+        Row("node, watermarks: closing message in callback -> frame published p99 (node diagnostics)", wp99, "ms",
+            "goal", 5.0, lower_is_better=True, note=f"p50 {wp50:.2f} ms; latency_packet_to_publish_ms, the node's "
+            "own share: the watermark's callback (close, crop, publish)"),
+        Row("node, no watermarks: closing packet published -> frame received p50", c50, "ms", "Slicer.push of the "
+            "closing packet p50 (core, same run)", k50, lower_is_better=True, note=note),
+        Row("node, no watermarks: closing packet published -> frame received p99", c99, "ms", "Slicer.push of the "
+            "closing packet p99 (core, same run)", k99, lower_is_better=True, note="two DDS hops (shared memory) "
+            "+ conversion + slicing + crop"),
+        Row("node, no watermarks: window end -> frame received p50", e50, "ms", note=f"p99 {e99:.2f} ms; includes "
+            "the 2 ms late tolerance and the wait for the 10 ms packet holding window end + tolerance (2-12 ms by "
+            "construction)"),
+        Row("node, no watermarks: closing packet in callback -> frame published p99 (node diagnostics)", p99, "ms",
+            "goal", 5.0, lower_is_better=True, note=f"p50 {p50:.2f} ms (core push_iter to the frame p50 "
+            f"{f50:.2f} ms, same run)"),
     ]
     report("Slicer node latency (PointCloud2 in, 32FC2 frames out)", rows,
            command=f"python -m bench.bench_slicer --node-latency --seconds {seconds:g}")
@@ -456,9 +517,10 @@ if __name__ == "__main__":
     ap.add_argument("--node-latency", action="store_true", help="window-end -> frame latency through the node")
     ap.add_argument("--seconds", type=float, default=8.0, help="length of the --node-latency run")
     ap.add_argument("--node-publisher", nargs=2, metavar=("OUT", "SECONDS"), help=argparse.SUPPRESS)
+    ap.add_argument("--watermarks", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.node_publisher:
-        _node_publisher(a.node_publisher[0], float(a.node_publisher[1]))
+        _node_publisher(a.node_publisher[0], float(a.node_publisher[1]), watermarks=a.watermarks)
     elif a.node_latency:
         node_main(a.seconds)
     else:

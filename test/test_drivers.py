@@ -33,7 +33,9 @@ class Collector:
 
     def __init__(self, ros, ns: str):
         self.node = ros.add(Node(f"collector_{ns}", context=ros.context))
-        self.events: list[PointCloud2] = []
+        self.events: list[PointCloud2] = []  # packets with events
+        self.watermarks: list[PointCloud2] = []  # packets without: "every event before my stamp is out"
+        self.sequence: list[PointCloud2] = []  # both, in arrival order
         self.images: list[Image] = []
         self.imu: list[Imu] = []
         self.triggers: list[TimeReference] = []
@@ -42,12 +44,16 @@ class Collector:
         n = self.node
         # deep queues: at playback_rate 0 a file arrives in one burst, faster than a test executor takes it
         deep = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=20000)
-        n.create_subscription(PointCloud2, f"/{ns}/events", self.events.append, deep)
+        n.create_subscription(PointCloud2, f"/{ns}/events", self._on_events, deep)
         n.create_subscription(Image, f"/{ns}/image_raw", self.images.append, deep)
         n.create_subscription(Imu, f"/{ns}/imu", self.imu.append, deep)
         n.create_subscription(TimeReference, f"/{ns}/triggers", self.triggers.append, deep)
         n.create_subscription(TimeReference, f"/{ns}/time_reference", self.tref.append, deep)
         n.create_subscription(CameraInfo, f"/{ns}/camera_info", self.info.append, LATCHED_QOS)
+
+    def _on_events(self, msg: PointCloud2) -> None:
+        self.sequence.append(msg)
+        (self.events if msg.width else self.watermarks).append(msg)
 
     def all_events(self) -> np.ndarray:
         return concat_events([events_from_msg(m) for m in self.events])
@@ -69,11 +75,31 @@ def play(ros, cls, ns: str, timeout_s: float = 60.0, **params):
 
     def done() -> bool:
         return drv.ended and len(col.events) >= c["packets"] and len(col.images) >= c["frames"] and (
+            len(col.watermarks) >= c.get("watermarks", 0)) and (
             len(col.imu) >= c["imu"] and len(col.triggers) >= c["triggers"])
 
     assert ros.spin_until(done, timeout_s), f"playback did not finish: {c}, ended={drv.ended}"
     ros.spin_for(0.05)
     return col, drv
+
+
+def check_watermarks(col: Collector, grid_ns: int, at_least: int, exact: bool = True) -> None:
+    """Every watermark lies on the window grid (in the microseconds the slicer reads) and keeps its promise: the
+    events received after it are all at or after its stamp. ``exact`` (recorded sources, whose device -> ROS
+    mapping is fixed): the packet before it also ends there, its events are all earlier. A live clock fit may
+    move between the cut and the stamps, so a live packet may end a little past the grid point."""
+    assert len(col.watermarks) >= at_least
+    seen_max, floor = -1, -1
+    for m in col.sequence:
+        s_us = stamp_to_ns(m.header.stamp) // 1000
+        if m.width == 0:
+            assert s_us % (grid_ns // 1000) == 0, "a watermark off the window grid"
+            assert not exact or seen_max < s_us, "an event at or after a watermark came before it"
+            floor = s_us
+        else:
+            t = events_from_msg(m)["t"]
+            assert int(t.min()) >= floor, "an event before a watermark came after it"
+            seen_max = max(seen_max, int(t.max()))
 
 
 def status(drv) -> tuple[bytes, str]:
@@ -120,7 +146,9 @@ def test_davis_node_plays_a_written_aedat4(ros, tmp_path):
     assert [(t.source, stamp_to_ns(t.time_ref) // 1000) for t in col.triggers] == [
         ("DAVIS346_evmicro/ch1/rise", t0 + 100_000), ("DAVIS346_evmicro/ch2/fall", t0 + 100_500)]
     assert (col.info[-1].width, col.info[-1].height) == (346, 260)
-    assert drv.counts == {"events": 5000, "packets": len(col.events), "frames": 4, "imu": 20, "triggers": 2}
+    assert drv.counts == {"events": 5000, "packets": len(col.events), "watermarks": len(col.watermarks), "frames": 4,
+                          "imu": 20, "triggers": 2}
+    check_watermarks(col, 33_000_000, 5)
     assert status(drv) == (DiagnosticStatus.OK, "end of file")
     drv.close()  # finishes the native copy
     from ros2_evmicro.core.codecs import Aedat4Reader
@@ -210,7 +238,9 @@ def test_evk4_node_raw_file_native_copy_and_triggers(ros, tmp_path):
                     native_record_path=str(tmp_path / "copy.raw"))
     got = col.all_events()
     assert totals(got) == totals(ev)
-    assert len(col.events) == drv.counts["packets"] and 55 <= len(col.events) <= 61  # 300 ms / 5 ms
+    # 300 ms / 5 ms, plus the packets cut at the 9 window boundaries (each followed by a watermark)
+    assert len(col.events) == drv.counts["packets"] and 55 + 8 <= len(col.events) <= 61 + 10
+    check_watermarks(col, 33_000_000, 8)
     assert all(m.header.frame_id == "evk4_optical" for m in col.events)
     assert [stamp_to_ns(t.time_ref) // 1000 for t in col.triggers] == trig["t"].tolist()
     assert (col.info[-1].width, col.info[-1].height) == (1280, 720)
@@ -314,6 +344,7 @@ def test_evk4_node_live_fake_camera_settings_and_unplug(ros, monkeypatch, tmp_pa
         assert ros.spin_until(lambda: len(col.all_events()) >= len(ev), 10)
         got = col.all_events()[: len(ev)]
         np.testing.assert_array_equal(got[["x", "y", "p"]], ev[["x", "y", "p"]])
+        check_watermarks(col, 33_000_000, 20, exact=False)  # live: cuts mapped through the clock fit, 1 s of events
         assert len(col.tref) >= 1 and col.tref[0].source == "00ca0009"
         assert ros.spin_until(lambda: len(col.all_events()) > len(ev), 10), "no reconnection"
         assert drv.counts["events"] > len(ev) and not drv.ended

@@ -175,6 +175,25 @@ def test_inference_worker_keeps_order_bounds_frames_and_survives_errors():
     assert w.submit(lambda: done.append("late")) == 0 and w.wait_idle(1) and done[-1] == "f4"  # stopped
 
 
+def test_inference_worker_runs_at_the_priority_it_is_given():
+    import os
+    import threading
+
+    from ros2_evmicro.nodes._inference import InferenceWorker
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: list[int] = []
+    w = InferenceWorker("nice_worker", depth=1, nice=7)
+    try:
+        assert w.wait_started(5)
+        w.submit(lambda: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        assert w.wait_idle(5)
+    finally:
+        w.stop()
+    assert seen == [min(base + 7, 19)] and w.nice_error == ""
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the rest of the process keeps its priority
+
+
 def test_recon_node_on_its_thread_counts_the_frames_it_discards(ros, cvae_ckpt):
     """Frames the cVAE's worker had to discard show up as dropped_frames (gaps in the stamps)."""
     from ros2_evmicro.nodes.recon import ReconNode
@@ -182,7 +201,7 @@ def test_recon_node_on_its_thread_counts_the_frames_it_discards(ros, cvae_ckpt):
     node = ros.add(ReconNode(context=ros.context, parameter_overrides=[
         Parameter("checkpoint", value=str(cvae_ckpt)), Parameter("device", value="cpu"),
         Parameter("queue_depth", value=1)]))
-    assert node.worker is not None
+    assert node.worker is not None and node.worker.nice == 10  # the display product yields to the AU path
     import threading
 
     frames = [frames_to_msg(f, 1_000_000_000 + i * 33_000_000, "davis346_optical") for i, f in enumerate(_frames(5))]

@@ -398,3 +398,91 @@ def test_push_iter_hands_out_each_frame_before_the_rest_of_its_packet_is_counted
     s2 = Slicer(8, 8, window_us=1_000, late_tolerance_us=100)
     assert [(f.t_start_us, f.n_events) for f in s2.push(e)] == [(x[0], x[3]) for x in seen]
     assert s2.stats.as_dict() == s.stats.as_dict()
+
+
+def test_watermark_closes_windows_that_ended_without_the_tolerance():
+    s = Slicer(2, 1, window_us=100, late_tolerance_us=20)
+    assert s.complete(500) == []  # no grid before the first event: nothing to close
+    assert s.push(ev([(0, 0, 1, 50), (1, 0, 0, 99)])) == []
+    assert s.complete(99) == []  # window 0 ends at 100: a watermark at 99 does not close it
+    frames = s.complete(100)  # every event before 100 is in: window 0 closes now, not at an event >= 120
+    assert [(f.t_start_us, f.n_events) for f in frames] == [(0, 2)]
+    assert frames[0].counts[1, 0, 0] == 1 and frames[0].counts[0, 0, 1] == 1
+    assert s.watermark_us == 99
+    # a stale watermark changes nothing; a jump closes the empty windows between
+    assert s.complete(50) == []
+    assert [(f.t_start_us, f.n_events) for f in s.complete(350)] == [(100, 0), (200, 0)]
+    # an event the source promised not to send is late: dropped and counted
+    assert s.push(ev([(0, 0, 1, 250)])) == []
+    assert s.stats.n_dropped_late == 1
+    frames = s.push(ev([(0, 0, 1, 310)])) + s.complete(400)
+    assert [(f.t_start_us, f.n_events) for f in frames] == [(300, 1)]
+    assert s.stats.events_counted == 3
+
+
+def test_watermarks_give_the_frames_of_the_event_rule(rng):
+    """Closing windows on watermarks changes when frames come out, never what they hold."""
+    n = 20_000
+    t = np.sort(rng.integers(0, 400_000, n))
+    e = make_events(rng.integers(0, 46, n), rng.integers(0, 26, n), rng.integers(0, 2, n), t)
+    a = Slicer(46, 26, window_us=33_000, late_tolerance_us=2_000)
+    ref = a.push(e) + a.flush()
+    b = Slicer(46, 26, window_us=33_000, late_tolerance_us=2_000)
+    got = []
+    edges = [0, *range(33_000, 400_000, 33_000)]
+    for lo, hi in zip(edges, [*edges[1:], 400_001], strict=True):
+        got += b.push(e[(t >= lo) & (t < hi)])
+        if hi <= 400_000:
+            closed = b.complete(hi)
+            assert closed and closed[-1].t_end_us == hi  # the window that just ended comes out at once
+            got += closed
+    got += b.flush()
+    assert [f.t_start_us for f in got] == [f.t_start_us for f in ref]
+    for x, y in zip(ref, got, strict=True):
+        assert x.n_events == y.n_events
+        np.testing.assert_array_equal(x.counts, y.counts)
+    assert b.stats.n_dropped_late == 0
+
+
+def test_region_counts_only_its_pixels_and_keeps_everything_else(rng):
+    n = 40_000
+    t = np.sort(rng.integers(0, 200_000, n))
+    e = make_events(rng.integers(0, 128, n), rng.integers(0, 72, n), rng.integers(0, 2, n), t)
+    full = Slicer(128, 72, window_us=33_000, late_tolerance_us=1_000)
+    ref = full.push(e) + full.flush()
+    part = Slicer(128, 72, window_us=33_000, late_tolerance_us=1_000)
+    part.set_region((30, 10, 90, 60))
+    assert part.region == (30, 10, 90, 60)
+    got = part.push(e[: n // 2]) + part.push(e[n // 2:]) + part.flush()
+    assert len(got) == len(ref) > 5
+    for a, b in zip(ref, got, strict=True):
+        assert a.n_events == b.n_events  # every event still counts in its window
+        np.testing.assert_array_equal(b.counts[:, 10:60, 30:90], a.counts[:, 10:60, 30:90])
+        outside = b.counts.copy()
+        outside[:, 10:60, 30:90] = 0
+        assert not outside.any()
+    assert part.stats.events_counted == full.stats.events_counted == n
+    # clipped to the sensor; None is the whole sensor again; an empty region is an error
+    part.set_region((-5, -5, 500, 20))
+    assert part.region == (0, 0, 128, 20)
+    part.set_region(None)
+    assert part.region == (0, 0, 128, 72)
+    with pytest.raises(SlicerError, match="no pixel"):
+        part.set_region((200, 0, 300, 10))
+
+
+def test_crop_of_the_region_is_the_crop_of_the_full_frame(rng):
+    from ros2_evmicro.core.roi import center_box, crop_counts, crop_region
+
+    n = 60_000
+    e = make_events(rng.integers(0, 1280, n), rng.integers(0, 720, n), rng.integers(0, 2, n),
+                    np.sort(rng.integers(0, 33_000, n)))
+    for box, margin, size in [(center_box(1280, 720, 0.6), 0.2, 64), ((1000.3, -40.0, 1400.0, 300.0), 0.1, 64),
+                              ((600.0, 300.0, 630.0, 330.0), 0.2, 64)]:
+        full = Slicer(1280, 720, window_us=33_000, late_tolerance_us=0)
+        part = Slicer(1280, 720, window_us=33_000, late_tolerance_us=0)
+        part.set_region(crop_region(box, margin, 1280, 720))
+        (a,) = full.push(e) + full.flush()
+        (b,) = part.push(e) + part.flush()
+        np.testing.assert_array_equal(crop_counts(b.counts, box, size, margin),
+                                      crop_counts(a.counts, box, size, margin))

@@ -22,6 +22,7 @@ from ros2_evmicro.ros.convert import (
     image_from_msg,
     ns_to_stamp,
     stamp_to_ns,
+    watermark_msg,
 )
 from ros2_evmicro.ros.node import EVENTS_QOS, FRAMES_QOS, LATCHED_QOS
 
@@ -102,6 +103,31 @@ def test_packets_straddling_windows_give_exact_counts_and_empty_frames(ros):
     assert "latency_window_to_publish_ms_p99" in d.values and "latency_packet_to_publish_ms_p50" in d.values
 
 
+def test_watermark_closes_the_window_that_ended_at_once(ros):
+    r = Rig(ros, window_ms=10.0, late_tolerance_ms=2.0, width=8, height=8, roi_mode="full", crop_size_px=8)
+    r.send([(1, 2, 1, 1000), (3, 4, 0, 9999)])
+    assert r.frames == []  # no event at or after 12 ms yet: window 0 is open
+
+    def watermark(t_us):
+        n0 = r.node.diag.counters.get("watermarks", 0)
+        r.pub.publish(watermark_msg((T0_US + t_us) * 1000, "cam_optical"))
+        assert r.ros.spin_until(lambda: r.node.diag.counters.get("watermarks", 0) > n0, 10)
+
+    watermark(9_999)  # window 0 ends at 10 ms: not yet
+    r.ros.spin_for(0.1)
+    assert r.frames == []
+    watermark(10_000)  # every event before 10 ms is out: window 0 closes now, without the 2 ms tolerance
+    frames = r.wait_frames(1)
+    assert [f[0] for f in frames] == [T0_US * 1000]
+    np.testing.assert_array_equal(frames[0][1], _image(8, 8, {(1, 2, 1): 1, (0, 4, 3): 1}))
+    # an event the watermark ruled out is dropped and counted, the next window is unaffected
+    r.send([(5, 5, 1, 9000), (6, 6, 1, 10500)])
+    watermark(20_000)
+    frames = r.wait_frames(2)
+    np.testing.assert_array_equal(frames[1][1], _image(8, 8, {(1, 6, 6): 1}))
+    assert r.node.slicer.stats.n_dropped_late == 1 and r.node.diag.counters["packets"] == 2
+
+
 def test_late_packet_within_tolerance_merged_beyond_dropped_and_reported(ros):
     # on bag time (use_sim_time, no /clock): windows and lateness come from the events' times alone
     r = Rig(ros, window_ms=10.0, late_tolerance_ms=3.0, width=4, height=4, roi_mode="full", crop_size_px=4,
@@ -155,10 +181,15 @@ def test_non_square_sensor_from_camera_info_and_fixed_crop(ros):
     # counts per 2x2 block are kept (area mean x 4); (9, 2) lies outside the box
     np.testing.assert_allclose(frames[1][1], _image(2, 2, {(1, 0, 0): 2, (0, 1, 1): 1, (0, 0, 1): 1}), atol=1e-6)
     assert r.node.diag.values["roi_source"] == "fixed"
+    # a fixed crop counts only its pixels (the frame's other pixels are never read)
+    assert r.node.slicer.region == (4, 2, 8, 6) and r.node.diag.values["counted_region"] == "4,2,8,6"
     # a bad fixed box is refused at runtime and the old values stay
     res = r.node.set_parameters([Parameter("roi_box", value=[5.0, 5.0, 5.0, 9.0])])
     assert not res[0].successful and "roi_box" in res[0].reason
     assert r.node.p.roi_box == [4.0, 2.0, 8.0, 6.0]
+    # back to the whole sensor
+    assert r.node.set_parameters([Parameter("roi_mode", value="full")])[0].successful
+    assert r.node.slicer.region == (0, 0, 12, 8)
 
 
 def test_topic_roi_center_fallback_warn_then_face_box_then_stale(ros):

@@ -19,7 +19,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         res = publish_stream(node, args.topic, rate_ev_s=args.rate, packet_ms=args.packet_ms,
                              duration_s=args.duration, width=args.width, height=args.height, seed=args.seed,
-                             wait_subscribers=args.subscribers, wait_s=args.wait, stamp=args.stamp)
+                             wait_subscribers=args.subscribers, wait_s=args.wait, stamp=args.stamp,
+                             watermark_grid_ms=args.watermark_grid_ms)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -41,4 +42,7 @@ def register(sub) -> None:
     p.add_argument("--stamp", choices=("publish", "camera"), default="publish",
                    help="publish: stamp = publish time (transport delay); camera: the packet's events lie in the "
                         "period that just ended, as a camera driver publishes them (event-to-output latency)")
+    p.add_argument("--watermark-grid-ms", type=float, default=0.0,
+                   help="with --stamp camera: cut packets at every multiple of this period of ROS time and send a "
+                        "watermark there, as the drivers do (0 = off; the drivers' default is 33, the window)")
     p.set_defaults(func=_run)

@@ -19,6 +19,7 @@ possible).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -46,6 +47,16 @@ class ClockFit:
         off = self.a_ns + self.b * (d - self.ref_us)
         out = d * 1000 + np.round(off).astype(np.int64)
         return int(out) if out.ndim == 0 else out
+
+    def dev_us(self, host_ns: int) -> int:
+        """The first device time (us) whose host time is at or after ``host_ns`` (inverse of :meth:`host_ns`)."""
+        host_ns = int(host_ns)
+        d = int(math.ceil((host_ns - self.a_ns + self.b * self.ref_us) / (1000.0 + self.b)))
+        while self.host_ns(d) < host_ns:  # float rounding: at most a step or two either way
+            d += 1
+        while self.host_ns(d - 1) >= host_ns:
+            d -= 1
+        return d
 
 
 def fit_lower_envelope(dev_us: np.ndarray, host_ns: np.ndarray, n_bins: int = 8,

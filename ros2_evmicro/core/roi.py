@@ -15,7 +15,7 @@ import numpy as np
 
 from ros2_evmicro.core.face import crop_resize, square_box
 
-__all__ = ["Box", "RoiHistory", "SteadyBox", "center_box", "crop_counts", "hold_box"]
+__all__ = ["Box", "RoiHistory", "SteadyBox", "center_box", "crop_counts", "crop_region", "hold_box"]
 
 Box = tuple[float, float, float, float]
 
@@ -90,6 +90,22 @@ def _area_sum_kernel(counts, ix0, iy0, side, out_size, out):  # pragma: no cover
                 else:
                     o[jx] += v
 
+def _crop_square(box, margin: float) -> tuple[int, int, int]:
+    """(ix0, iy0, side): the whole-pixel square that :func:`crop_counts` reads for ``box`` and ``margin``."""
+    x0, y0, x1, y1 = square_box(box, margin)
+    side = max(1, int(round(x1 - x0)))
+    return int(math.floor(x0 + 0.5)), int(math.floor(y0 + 0.5)), side
+
+
+def crop_region(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``, end exclusive: the pixels of a ``width`` x ``height`` frame that
+    :func:`crop_counts` reads for ``box`` and ``margin`` (empty when the crop lies outside the sensor). Counts
+    outside it do not change the crop, so a slicer may leave them out (:meth:`Slicer.set_region`)."""
+    ix0, iy0, side = _crop_square(box, margin)
+    sx0, sy0 = min(max(ix0, 0), width), min(max(iy0, 0), height)
+    return sx0, sy0, max(min(ix0 + side, width), sx0), max(min(iy0 + side, height), sy0)
+
+
 def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.ndarray:
     """:func:`~ros2_evmicro.core.face.crop_resize` of a ``(2, H, W)`` count frame, float32 ``(2, S, S)``.
 
@@ -100,15 +116,12 @@ def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.nda
     frame under the crop square only (slicing it first and shifting the box by whole pixels leaves the crop
     unchanged).
     """
-    x0, y0, x1, y1 = square_box(box, margin)
-    side = max(1, int(round(x1 - x0)))
-    ix0, iy0 = int(math.floor(x0 + 0.5)), int(math.floor(y0 + 0.5))
+    ix0, iy0, side = _crop_square(box, margin)
     counts = np.asarray(counts)
     if counts.ndim != 3:
         raise ValueError(f"count frames must be (C, H, W), got shape {counts.shape}")
     h, w = counts.shape[1:]
-    sx0, sy0 = min(max(ix0, 0), w), min(max(iy0, 0), h)
-    sx1, sy1 = max(min(ix0 + side, w), sx0), max(min(iy0 + side, h), sy0)
+    sx0, sy0, sx1, sy1 = crop_region(box, margin, w, h)
     if sx1 <= sx0 or sy1 <= sy0:  # the crop lies outside the sensor
         return np.zeros((counts.shape[0], out_size, out_size), np.float32)
     if side >= int(out_size) and counts.dtype.kind in "uif":

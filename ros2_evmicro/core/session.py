@@ -268,10 +268,13 @@ def summarize_session(folder: str | os.PathLike) -> dict[str, Any]:
         types = {t: typ for t, (typ, _) in r.topics.items()}
         markers = r.markers() if "/protocol/marker" in types else []
         for m in r.raw():
-            times[m.topic].append(m.t_ns)
             if m.msgtype == "sensor_msgs/msg/PointCloud2":
-                widths[m.topic].append(_pc2_width(m.raw))
-            elif m.msgtype == "diagnostic_msgs/msg/DiagnosticArray":
+                w = _pc2_width(m.raw)
+                if w == 0:  # a watermark (docs/interfaces.md): not a packet, no events; rates and gaps skip it
+                    continue
+                widths[m.topic].append(w)
+            times[m.topic].append(m.t_ns)
+            if m.msgtype == "diagnostic_msgs/msg/DiagnosticArray":
                 arr = r.decode(m.raw, m.msgtype)
                 for st in arr.status:
                     for kv in st.values:

@@ -99,7 +99,7 @@ def _first_invalid(ev, w, h):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _scatter_kernel(
-    ev, toff, start, origin, window, tol, k_closed, wm, bufs, slot_k, n_ev, n_late, maxv, stop_wm
+    ev, toff, start, origin, window, tol, k_closed, wm, bufs, slot_k, n_ev, n_late, maxv, stop_wm, region
 ):  # pragma: no cover - compiled
     """Count events ``start..`` into the open windows held in ``bufs`` (slots named by ``slot_k``).
 
@@ -114,6 +114,9 @@ def _scatter_kernel(
     WIRE_DTYPE view of a message buffer); an event's time is ``t + toff`` (numba compiles one
     version per layout).
 
+    ``region`` (x0, y0, x1, y1; end exclusive) bounds the pixels written: an event outside it counts in its
+    window's ``n_ev`` and in the watermark like any other, but adds nothing to ``bufs``.
+
     The kernel also stops right after the event that brings the watermark to ``stop_wm`` (the moment
     the oldest open window may close), so that the caller can hand that window out before the rest
     of the packet is counted.
@@ -125,6 +128,10 @@ def _scatter_kernel(
     n = ev.shape[0]
     h = bufs.shape[2]
     w = bufs.shape[3]
+    rx0 = region[0]
+    ry0 = region[1]
+    rx1 = region[2]
+    ry1 = region[3]
     nslots = slot_k.shape[0]
     dropped = 0
     invalid = 0
@@ -164,9 +171,10 @@ def _scatter_kernel(
             # late but within the tolerance: merge this one event
             n_late[cur_slot] += 1
             n_ev[cur_slot] += 1
-            v = bufs[cur_slot, pi, yi, xi]
-            if v < maxv:
-                bufs[cur_slot, pi, yi, xi] = v + 1
+            if rx0 <= xi < rx1 and ry0 <= yi < ry1:
+                v = bufs[cur_slot, pi, yi, xi]
+                if v < maxv:
+                    bufs[cur_slot, pi, yi, xi] = v + 1
             i += 1
             continue
         # fast path: the run of events inside [ws, we), none late since wm < we throughout;
@@ -186,9 +194,10 @@ def _scatter_kernel(
                 i += 1
                 continue
             cnt += 1
-            v = b[pi, yi, xi]
-            if v < maxv:
-                b[pi, yi, xi] = v + 1
+            if rx0 <= xi < rx1 and ry0 <= yi < ry1:
+                v = b[pi, yi, xi]
+                if v < maxv:
+                    b[pi, yi, xi] = v + 1
             i += 1
             if ti > wm:
                 wm = ti
@@ -430,6 +439,7 @@ class Slicer:
         self.frame_views = bool(frame_views)
         self._zeros: np.ndarray | None = None  # the shared read-only empty frame (frame_views)
         self._t0 = None if t0 is None else int(t0)
+        self._region = np.array([0, 0, self.size.width, self.size.height], dtype=np.int64)
         self.stats = SlicerStats()
         # one extra window of slack beyond what the tolerance keeps open
         nslots = 2 + -(-self.late_tolerance_us // self.window_us)
@@ -452,6 +462,31 @@ class Slicer:
     def reset(self) -> None:
         """Forget the stream (open windows, alignment, watermark); keep the statistics."""
         self._reset_stream()
+
+    @property
+    def region(self) -> tuple[int, int, int, int]:
+        """The pixels counted into the frames, ``(x0, y0, x1, y1)`` end exclusive (the whole sensor by default)."""
+        r = self._region
+        return int(r[0]), int(r[1]), int(r[2]), int(r[3])
+
+    def set_region(self, region: tuple[int, int, int, int] | None) -> None:
+        """Count only the pixels of ``region`` (``(x0, y0, x1, y1)``, end exclusive, clipped to the sensor; None
+        = the whole sensor) into the frames from the next event on; events outside still count in
+        ``Frame.n_events``, the statistics and the watermark.
+
+        For a consumer that reads one fixed part of each frame, the crop of a fixed face box
+        (:func:`~ros2_evmicro.core.roi.crop_region`): the frames are the same inside the region and the
+        counting writes into a smaller part of memory (and skips the events outside)."""
+        w, h = self.size.width, self.size.height
+        if region is None:
+            self._region = np.array([0, 0, w, h], dtype=np.int64)
+            return
+        x0, y0, x1, y1 = (int(v) for v in region)
+        x0, x1 = min(max(x0, 0), w), min(max(x1, 0), w)
+        y0, y1 = min(max(y0, 0), h), min(max(y1, 0), h)
+        if x1 <= x0 or y1 <= y0:
+            raise SlicerError(f"region {tuple(region)} holds no pixel of the {self.size} sensor")
+        self._region = np.array([x0, y0, x1, y1], dtype=np.int64)
 
     @property
     def origin_us(self) -> int | None:
@@ -630,7 +665,7 @@ class Slicer:
                 i, need_k, wm, dropped, invalid, why = _scatter_kernel(
                     events, np.int64(toff), i, self._origin, self.window_us, self.late_tolerance_us,
                     self._k_closed, self._wm, self._bufs, self._slot_k, self._n_ev, self._n_late,
-                    self._maxv, np.int64(stop_wm),
+                    self._maxv, np.int64(stop_wm), self._region,
                 )  # fmt: skip
                 self._wm = np.int64(wm)
                 self.stats.n_dropped_late += int(dropped)
@@ -645,6 +680,27 @@ class Slicer:
         if t_end_hint is not None and t_end_hint > self._wm:
             self._wm = np.int64(t_end_hint)
         yield from self._close_closable()
+
+    def complete(self, t_us: int) -> list[Frame]:
+        """The source promises that every event before ``t_us`` has been pushed (a watermark, e.g. an empty
+        event packet of the contract): close, and return, every window that ends at or before ``t_us`` now,
+        without waiting out the late tolerance, and raise the watermark to ``t_us - 1``.
+
+        Events that still come for a window closed this way are dropped and counted as late, as for any
+        closed window. Before the first event (no window grid yet) there is nothing to close. A watermark older
+        than the running one changes nothing.
+        """
+        self._release_views()
+        if self._origin is None:
+            return []
+        t = int(t_us)
+        if t - 1 > self._wm:
+            self._wm = np.int64(t - 1)
+        # window k ends at origin + (k + 1) * window <= t  <=>  k < (t - origin) // window
+        k_end = max(self._closable_k(), (t - self._origin) // self.window_us)
+        frames = self._close_until(k_end)
+        self._account(frames)
+        return frames
 
     def _close_closable(self) -> list[Frame]:
         """Close (and account) every window the watermark allows."""

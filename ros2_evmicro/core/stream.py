@@ -9,6 +9,7 @@ favours packets of about that size), on a grid aligned to the first event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,18 +72,33 @@ class Source(Protocol):
 
 
 class Packetizer:
-    """Cut event chunks into packets of ``period_us`` device time (grid aligned to the first event)."""
+    """Cut event chunks into packets of ``period_us`` device time (grid aligned to the first event).
 
-    def __init__(self, period_us: int = 10_000):
+    ``cuts`` (optional) adds a second set of boundaries: ``cuts(t)`` returns the first extra cut strictly after
+    device time ``t``, and the period grid starts again at each of them. The drivers use it to end a packet on
+    each window boundary of the slicer (mapped to device time) and follow it with a watermark
+    (:meth:`push_marked`): a 33 ms window then goes out as packets of 10, 10, 10 and 3 ms.
+    """
+
+    def __init__(self, period_us: int = 10_000, cuts: Callable[[int], int] | None = None):
         if period_us <= 0:
             raise ValueError(f"packet period must be positive, got {period_us} us")
         self.period_us = int(period_us)
+        self.cuts = cuts
         self.t0: int | None = None
         self._pending: list[np.ndarray] = []
-        self._pending_end: int | None = None  # exclusive end of the open packet
+        self._pending_end: int | None = None  # exclusive end of the open packet on the period grid
+        self._cut: int | None = None  # the next extra cut
 
     def push(self, events: np.ndarray) -> list[np.ndarray]:
         """Add events (sorted by t, device time); returns the packets that are complete."""
+        return [pkt for pkt, _ in self.push_marked(events) if len(pkt)]
+
+    def push_marked(self, events: np.ndarray) -> list[tuple[np.ndarray, int | None]]:
+        """:meth:`push` that also reports the extra cuts: ``(packet, cut)`` pairs, where ``cut`` is the extra
+        cut that ended the packet (every event before it is in this or an earlier packet; the packet may then
+        be empty) or None for a period boundary. A gap in the stream yields one pair for the first extra cut
+        in it and then skips to the cut before the next event, so a long pause costs one watermark."""
         if events.dtype != EVENT_DTYPE:
             raise ValueError(f"events must be EVENT_DTYPE, got {events.dtype}")
         if len(events) == 0:
@@ -91,27 +107,52 @@ class Packetizer:
         if self.t0 is None:
             self.t0 = int(t[0])
             self._pending_end = self.t0 + self.period_us
-        out: list[np.ndarray] = []
-        end = int(self._pending_end if self._pending_end is not None else self.t0 + self.period_us)
+            if self.cuts is not None:
+                self._cut = self._next_cut(self.t0)
+        out: list[tuple[np.ndarray, int | None]] = []
         last = int(t[-1])
         start = 0
-        while last >= end:
+        while True:
+            end_p = int(self._pending_end)  # type: ignore[arg-type]
+            extra = self._cut is not None and self._cut <= end_p
+            end = int(self._cut) if extra else end_p  # type: ignore[arg-type]
+            if last < end:
+                break
             cut = int(np.searchsorted(t, end, side="left"))
             if cut > start or self._pending:
                 self._pending.append(events[start:cut])
                 pkt = concat_events(self._pending)
-                if len(pkt):
-                    out.append(pkt)
                 self._pending = []
+            else:
+                pkt = events[start:start]
             start = cut
-            # skip empty periods in one step
-            nxt = int(t[start]) if start < len(t) else last
-            steps = max(1, (nxt - end) // self.period_us + 1)
-            end += steps * self.period_us
-        self._pending_end = end
+            nxt = int(t[start])  # there is an event at or after ``end``
+            if extra:
+                out.append((pkt, end))
+                after = self._next_cut(end)
+                if after <= nxt:  # a gap: one watermark at the last cut before the next event
+                    while (following := self._next_cut(after)) <= nxt:
+                        after = following
+                    out.append((events[start:start], after))
+                    end = after
+                    after = self._next_cut(after)
+                self._cut = after
+                end_p = end  # the period grid starts again at the (last) cut: a window's packets are laid out alike
+            elif len(pkt):
+                out.append((pkt, None))
+            if extra or end == end_p:  # next period boundary after the next event (empty periods in one step)
+                self._pending_end = end_p + max(1, (nxt - end_p) // self.period_us + 1) * self.period_us
         if start < len(events):
             self._pending.append(events[start:])
         return out
+
+    def _next_cut(self, t_us: int) -> int:
+        if self.cuts is None:
+            raise ValueError("internal: no extra cuts configured")
+        nxt = int(self.cuts(int(t_us)))
+        if nxt <= t_us:
+            raise ValueError(f"cuts({t_us}) returned {nxt}: the next cut must lie after the time it is asked for")
+        return nxt
 
     def flush(self) -> np.ndarray:
         """Return the open packet (possibly empty) and start a new one."""

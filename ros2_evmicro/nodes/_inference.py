@@ -3,6 +3,7 @@ subscription with drop counting, the inference worker thread, and inference-time
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -71,18 +72,25 @@ class InferenceWorker:
     waiting, the oldest waiting one is discarded (the newest frames win, as with the subscription's
     KEEP_LAST queue); other jobs (protocol markers) are never discarded, so a segment reset stays between the
     frames it separates. A job that raises is reported through ``on_error`` and the worker goes on.
+
+    ``nice`` > 0 lowers the thread's scheduling priority (Linux): the reconstruction node's worker yields the
+    cores to the AU path when both want them (docs/benchmarks.md, notes of 2026-11-28 afternoon).
     """
 
-    def __init__(self, name: str, depth: int, on_error: Callable[[BaseException], None] | None = None):
+    def __init__(self, name: str, depth: int, on_error: Callable[[BaseException], None] | None = None,
+                 nice: int = 0):
         if depth < 1:
             raise ValueError(f"worker queue depth must be >= 1, got {depth}")
         self.depth = depth
+        self.nice = int(nice)
+        self.nice_error = ""
         self.on_error = on_error
         self.discarded = 0
         self._jobs: deque[tuple[bool, Callable[[], None]]] = deque()
         self._cv = threading.Condition()
         self._busy = False
         self._stop = False
+        self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -103,6 +111,12 @@ class InferenceWorker:
         return displaced
 
     def _run(self) -> None:
+        if self.nice:
+            try:  # Linux: a thread's own nice value (raising it needs no privilege)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except (OSError, AttributeError) as err:
+                self.nice_error = str(err)
+        self._started.set()
         while True:
             with self._cv:
                 while not self._jobs and not self._stop:
@@ -120,6 +134,10 @@ class InferenceWorker:
                 with self._cv:
                     self._busy = False
                     self._cv.notify_all()
+
+    def wait_started(self, timeout_s: float = 1.0) -> bool:
+        """Wait until the thread has set itself up (its priority); True when it has."""
+        return self._started.wait(timeout_s)
 
     def idle(self) -> bool:
         """True when no job is waiting or running."""
@@ -187,7 +205,10 @@ def make_worker(node: Any) -> InferenceWorker | None:
         node.diag.count("bad_jobs")
         node.get_logger().error(f"inference job failed: {err}", throttle_duration_sec=2.0)
 
-    return InferenceWorker(f"{node.get_name()}_inference", node.p.queue_depth, on_error)
+    worker = InferenceWorker(f"{node.get_name()}_inference", node.p.queue_depth, on_error, nice=node.p.worker_nice)
+    if worker.nice and worker.wait_started() and worker.nice_error:
+        node.get_logger().warning(f"cannot lower the inference thread's priority: {worker.nice_error}")
+    return worker
 
 
 class InferenceNode(EvmicroNode):

@@ -8,7 +8,7 @@ import numpy as np
 from sensor_msgs.msg import PointCloud2
 
 from ros2_evmicro.core.events import validate_events
-from ros2_evmicro.ros.convert import events_from_msg, stamp_to_ns
+from ros2_evmicro.ros.convert import events_from_msg, is_watermark, stamp_to_ns
 from ros2_evmicro.ros.node import EVENTS_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.event_monitor import SPEC
 
@@ -30,6 +30,9 @@ class EventMonitor(EvmicroNode):
 
     def on_events(self, msg: PointCloud2) -> None:
         recv_ns = self.now_ns()
+        if is_watermark(msg):  # no events: the driver's "every event before my stamp is out"
+            self.diag.count("watermarks")
+            return
         events = events_from_msg(msg)
         w, h = self.p.width, self.p.height
         validate_events(events, w or None, h or None, time_tolerance_us=self.p.time_tolerance_us)

@@ -10,6 +10,7 @@ and each camera's face box). Scene time starts at 0 when the node starts and map
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import threading
@@ -33,6 +34,7 @@ from ros2_evmicro.ros.convert import (
     ns_to_stamp,
     time_reference_msg,
     warm_up,
+    watermark_msg,
 )
 from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, MARKER_QOS, SENSOR_QOS, EvmicroNode, run_node
 from ros2_evmicro.specs.sim_rig import SPEC
@@ -75,9 +77,11 @@ class SimRigNode(EvmicroNode):
         if p.scenario == "follow":
             self._rng = np.random.default_rng([p.seed, 0xF011])
             self.create_subscription(String, "protocol/marker", self.guard(self._on_marker, "marker"), SENSOR_QOS)
-        self.t0_ns = self.now_ns()
+        self.t0_ns = self.now_ns() // 1000 * 1000  # on a whole microsecond: scene us + t0 us = ROS us
+        self._t0_us = self.t0_ns // 1000
+        self._grid_us = int(round(p.watermark_grid_ms * 1000))
         self.scene_us = 0
-        self.counts = {"events": 0, "packets": 0, "frames": 0, "imu": 0}
+        self.counts = {"events": 0, "packets": 0, "watermarks": 0, "frames": 0, "imu": 0}
         for cam in p.cameras:
             w, h = self.rig.sensor_size(cam)
             self.pub[f"{cam}_info"].publish(camera_info_msg(w, h, self.t0_ns, FRAME_IDS[cam]))
@@ -99,25 +103,67 @@ class SimRigNode(EvmicroNode):
     def _stamp(self, t_us: int) -> int:
         return self.t0_ns + int(t_us) * 1000
 
+    def _actions(self, kind: str, item: tuple) -> list[tuple[int, tuple]]:
+        """(due scene time, what to publish) for one stream item. An event packet goes out once its last event
+        has happened, as a camera's would (nothing stamped in the future of the clock), cut at each window
+        boundary (``watermark_grid_ms`` of ROS time) and followed there by a watermark; the rest at their time."""
+        if kind not in ("davis", "evk4"):
+            return [(int(item[1]), (kind, item))]
+        pkt: EventPacket = item[1]
+        a, b = int(pkt.t_start), int(pkt.t_end if pkt.t_end is not None else pkt.t_start)
+        edges = [a]
+        g = self._grid_us
+        if g > 0:  # grid points s with a < s <= b: t0_us + s is a multiple of the grid
+            k0, k1 = (self._t0_us + a) // g + 1, (self._t0_us + b) // g
+            edges += [k * g - self._t0_us for k in range(k0, k1 + 1)]
+        if edges[-1] != b:
+            edges.append(b)
+        t = pkt.events["t"]
+        cuts = np.searchsorted(t, edges, side="left")
+        cuts[-1] = len(t)
+        out: list[tuple[int, tuple]] = []
+        for i in range(1, len(edges)):
+            out.append((edges[i], ("events", (kind, pkt.events[cuts[i - 1]:cuts[i]], edges[i - 1]))))
+            if g > 0 and (self._t0_us + edges[i]) % g == 0:
+                out.append((edges[i], ("watermark", (kind, edges[i]))))
+        return out
+
     def _run(self) -> None:
         pacer = Pacer(self.p.playback_rate)
         pacer.start(0)
-        try:
-            for item in self.rig.stream(self.p.packet_period_ms, self.duration_s):
-                if self._stop.is_set():
-                    break
-                kind = item[0]
-                t_us = item[1].t_start if isinstance(item[1], EventPacket) else int(item[1])
+        due: list[tuple[int, int, tuple]] = []  # heap of (due scene us, order, action)
+        seq = 0
+
+        def release(until_us: float) -> bool:
+            """Publish every action due by ``until_us`` (paced); False when the node stops."""
+            while due and due[0][0] <= until_us:
+                t_us, _, action = heapq.heappop(due)
                 while not pacer.wait(t_us):
                     if self._stop.is_set():
-                        return
+                        return False
                 self.scene_us = t_us
                 lag = -pacer.due_in_s(t_us)
                 if self.p.playback_rate > 0:
                     self.diag.set("behind_real_time_ms", max(0.0, lag * 1000 * self.p.playback_rate))
                 while self._markers and self._markers[0]["stamp_ns"] <= self._stamp(t_us):
                     self.pub_marker.publish(marker_to_msg(self._markers.pop(0)))
-                self._publish(kind, item)
+                self._publish(*action)
+            return True
+
+        try:
+            for item in self.rig.stream(self.p.packet_period_ms, self.duration_s):
+                if self._stop.is_set():
+                    break
+                kind = item[0]
+                t_us = item[1].t_start if isinstance(item[1], EventPacket) else int(item[1])
+                for when, action in self._actions(kind, item):
+                    heapq.heappush(due, (when, seq, action))
+                    seq += 1
+                # the stream comes in time order: what is due by this item's time can go out
+                if not release(t_us):
+                    return
+            if not self._stop.is_set() and not release(math.inf):
+                return
             for m in self._markers:
                 self.pub_marker.publish(marker_to_msg(m))
             self._markers = []
@@ -129,18 +175,22 @@ class SimRigNode(EvmicroNode):
             self.ended = True
 
     def _publish(self, kind: str, item: tuple) -> None:
-        if kind in ("davis", "evk4"):
-            pkt: EventPacket = item[1]
-            ev = pkt.events
-            self.pub[f"{kind}_tref"].publish(
-                time_reference_msg(self.now_ns(), int(pkt.t_start), f"sim_{kind}", FRAME_IDS[kind]))
+        if kind == "watermark":
+            cam, t_us = item
+            self.pub[cam].publish(watermark_msg(self._stamp(t_us), FRAME_IDS[cam]))
+            self.counts["watermarks"] += 1
+            return
+        if kind == "events":
+            cam, ev, t_start = item
+            self.pub[f"{cam}_tref"].publish(
+                time_reference_msg(self.now_ns(), int(t_start), f"sim_{cam}", FRAME_IDS[cam]))
             if len(ev) == 0:
                 return
-            self.pub[kind].publish(events_to_msg(ev, stamp_ns=self._stamp(int(ev["t"][0])), t_ref_us=int(ev["t"][0]),
-                                                 frame_id=FRAME_IDS[kind]))
+            self.pub[cam].publish(events_to_msg(ev, stamp_ns=self._stamp(int(ev["t"][0])), t_ref_us=int(ev["t"][0]),
+                                                frame_id=FRAME_IDS[cam]))
             self.counts["events"] += len(ev)
             self.counts["packets"] += 1
-            self.diag.count(f"{kind}_events", len(ev))
+            self.diag.count(f"{cam}_events", len(ev))
         elif kind in ("davis_aps", "webcam"):
             enc = "mono8" if kind == "davis_aps" else "bgr8"
             frame_id = FRAME_IDS["davis" if kind == "davis_aps" else "webcam"]

@@ -43,12 +43,14 @@ __all__ = [
     "frames_to_msg",
     "image_from_msg",
     "image_to_msg",
+    "is_watermark",
     "marker_from_msg",
     "marker_to_msg",
     "ns_to_stamp",
     "stamp_to_ns",
     "time_reference_msg",
     "warm_up",
+    "watermark_msg",
     "WireError",
 ]
 
@@ -90,6 +92,19 @@ def events_to_msg(events: np.ndarray, stamp_ns: int | None = None, frame_id: str
     msg.is_dense = True
     _set_bytes(msg, wire_bytes(wire))
     return msg
+
+
+def watermark_msg(stamp_ns: int, frame_id: str = "") -> PointCloud2:
+    """The contract's event watermark: an events packet with no events (``width`` 0) whose ``header.stamp``
+    says that every event of the stream before that ROS time has been published. A slicer closes the windows
+    that end by then at once instead of waiting for a later event and its late tolerance."""
+    return events_to_msg(make_events([], [], [], []), stamp_ns=int(stamp_ns), frame_id=frame_id,
+                         t_ref_us=int(stamp_ns) // 1000)
+
+
+def is_watermark(msg: PointCloud2) -> bool:
+    """True for an events packet that carries no events: a watermark (see :func:`watermark_msg`)."""
+    return int(msg.width) * int(msg.height) == 0
 
 
 _WARM = False

@@ -30,6 +30,7 @@ from ros2_evmicro.ros.convert import (
     ns_to_stamp,
     time_reference_msg,
     warm_up,
+    watermark_msg,
 )
 from ros2_evmicro.ros.node import EVENTS_QOS, LATCHED_QOS, SENSOR_QOS, EvmicroNode
 from ros2_evmicro.specs._driver import driver_params
@@ -59,7 +60,7 @@ class DriverNode(EvmicroNode):
         self.pub_trig = self.create_publisher(TimeReference, "triggers", SENSOR_QOS)
         self.pub_image: Any = None
         self.pub_imu: Any = None
-        self.counts = {"events": 0, "packets": 0, "frames": 0, "imu": 0, "triggers": 0}
+        self.counts = {"events": 0, "packets": 0, "watermarks": 0, "frames": 0, "imu": 0, "triggers": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{self.get_name()}_reader", daemon=True)
         self._thread.start()
@@ -171,7 +172,28 @@ class DriverNode(EvmicroNode):
         clock = ClockSync(window_s=self.p.clock_window_s)
         pacer = Pacer(self.p.playback_rate)
         t0_ros = self.now_ns()
-        packer = Packetizer(int(self.p.packet_period_ms * 1000))
+        grid_ns = int(round(self.p.watermark_grid_ms * 1e6)) if self.HAS_EVENTS else 0
+        floor_ns = [0]  # the last watermark: no packet after it may be stamped earlier
+
+        def host_of(t_us: int) -> int:
+            """ROS time of device time ``t_us`` (no side effects: the watermark grid)."""
+            if live:
+                return clock.fit.host_ns(t_us) if clock.fit is not None else self.now_ns()
+            if pacer.dev0 is None:
+                pacer.start(t_us)
+            return t0_ros + (int(t_us) - int(pacer.dev0)) * 1000
+
+        def next_cut(t_us: int) -> int:
+            """The device time of the first window boundary (a multiple of watermark_grid_ms of ROS time) after
+            ``t_us``."""
+            b = (host_of(t_us) // grid_ns + 1) * grid_ns
+            if live and clock.fit is not None:
+                d = clock.fit.dev_us(b)
+            else:
+                d = int(pacer.dev0 if pacer.dev0 is not None else t_us) + -(-(b - t0_ros) // 1000)
+            return max(d, int(t_us) + 1)
+
+        packer = Packetizer(int(self.p.packet_period_ms * 1000), cuts=next_cut if grid_ns > 0 else None)
         last_flush = time.monotonic()
         # recorded data as fast as possible: wait for reliable subscribers' acknowledgements every half queue
         # depth, so a burst (hundreds of IMU samples, a big file) never overruns their keep-last history
@@ -205,11 +227,23 @@ class DriverNode(EvmicroNode):
         def emit(pkt: np.ndarray) -> None:
             if len(pkt) == 0 or not pace(int(pkt["t"][0])):
                 return
-            stamp = stamp_of(int(pkt["t"][0]))
+            stamp = max(stamp_of(int(pkt["t"][0])), floor_ns[0])
             self._publish_events(pkt, stamp)
             sent(self.pub_events)
             self.pub_tref.publish(time_reference_msg(self.now_ns(), int(pkt["t"][0]), info.serial, self.p.frame_id))
             sent(self.pub_tref)
+
+        def watermark(cut_us: int) -> None:
+            """Every event before device time ``cut_us`` is out: say so (the slicer closes its window now)."""
+            if not pace(cut_us):
+                return
+            # the grid point the cut was made for (a live clock fit may have moved a few us since)
+            w = max((host_of(cut_us) + grid_ns // 2) // grid_ns * grid_ns, floor_ns[0])
+            floor_ns[0] = w
+            self.pub_events.publish(watermark_msg(w, self.p.frame_id))
+            sent(self.pub_events)
+            self.counts["watermarks"] += 1
+            self.diag.count("watermarks")
 
         try:
             while not self._stop.is_set():
@@ -231,8 +265,10 @@ class DriverNode(EvmicroNode):
                             continue
                         if live:
                             clock.add(int(ev["t"][0]), now)
-                        for pkt in packer.push(ev):
+                        for pkt, cut in packer.push_marked(ev):
                             emit(pkt)
+                            if cut is not None:
+                                watermark(cut)
                     elif isinstance(it, FrameItem):
                         if not pace(it.t_us):
                             return False

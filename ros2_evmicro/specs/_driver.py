@@ -8,11 +8,18 @@ from ros2_evmicro.core.params import Param
 __all__ = ["driver_params"]
 
 
+WATERMARK_HELP = ("also end an event packet at every multiple of this period of ROS time and follow it with a "
+                  "watermark (an events packet without events): the slicer then closes the window that just ended "
+                  "at once, instead of waiting for a later event and its late tolerance; set it to the slicer's "
+                  "window_ms (0 = no watermarks)")
+
+
 def driver_params(frame_id: str, sources: tuple[str, ...], default_source: str, width: int = 0,
-                  height: int = 0) -> tuple[Param, ...]:
+                  height: int = 0, events: bool = True) -> tuple[Param, ...]:
     """The shared driver parameters; ``width``/``height`` are the camera's default sensor size (0: ask the
-    source)."""
-    return (
+    source); ``events``: the camera streams events (adds ``watermark_grid_ms``)."""
+    ev = (Param("watermark_grid_ms", 33.0, WATERMARK_HELP, "ms", (0.0, 1000.0)),) if events else ()
+    return ev + (
         Param("source", default_source, "where data comes from", choices=sources, dynamic=False),
         Param("path", "", "file to play when source is a file (AEDAT4, RAW, bag, video)", dynamic=False),
         Param("serial", "", "camera serial number (empty: first camera found)", dynamic=False),

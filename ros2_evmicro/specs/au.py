@@ -26,6 +26,9 @@ SPEC = ParamSpec(
               "(132 ms) ride out a scheduling hiccup, a model that stays behind still drops", "frames", (1, 100),
               dynamic=False),
         Param("clip_phase", "perform", "clip mode: the protocol phase whose frames form a clip", dynamic=False),
+        Param("worker_nice", 0, "nice value of the inference thread (Linux; inference_thread on): higher = "
+              "lower priority; the AU SNN is the latency-critical path", "",
+              (0, 19), dynamic=False),
         Param("inference_thread", False, "run the SNN on a thread of its own instead of in the frame callback. Off "
               "by default: the AU is the latency-critical output, and on the 2-core reference machine the SNN in "
               "the callback (with the cVAE on its thread) gave the lowest event->AU latency (docs/benchmarks.md); "

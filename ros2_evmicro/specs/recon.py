@@ -20,6 +20,9 @@ SPEC = ParamSpec(
         Param("queue_depth", 4, "frames kept when inference falls behind (newest wins; drops counted): 4 windows "
               "(132 ms) ride out a scheduling hiccup, a model that stays behind still drops", "frames", (1, 100),
               dynamic=False),
+        Param("worker_nice", 10, "nice value of the inference thread (Linux; inference_thread on): higher = "
+              "lower priority; the reconstruction is for display: under load it yields the cores to the AU path", "",
+              (0, 19), dynamic=False),
         Param("inference_thread", True, "run the cVAE on a thread of its own, so that in a shared process it "
               "never holds up the AU SNN or the slicer (a SingleThreadedExecutor runs ready callbacks in no fixed "
               "node order); off for a lockstep replay (bag_player rate 0), which the single executor thread "

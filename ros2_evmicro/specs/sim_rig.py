@@ -1,6 +1,7 @@
 """Parameters of the simulated rig node (a synthetic subject seen by DAVIS346, EVK4 and webcam)."""
 
 from ros2_evmicro.core.params import Param, ParamSpec
+from ros2_evmicro.specs._driver import WATERMARK_HELP
 
 SPEC = ParamSpec(
     "sim_rig",
@@ -22,6 +23,7 @@ SPEC = ParamSpec(
               dynamic=False),
         Param("follow_perform_s", 2.0, "follow scenario: perform window after a perform marker", "s", (0.3, 30.0)),
         Param("packet_period_ms", 10.0, "scene time covered by one event packet", "ms", (1.0, 100.0), dynamic=False),
+        Param("watermark_grid_ms", 33.0, WATERMARK_HELP, "ms", (0.0, 1000.0), dynamic=False),
         Param("aps", True, "publish DAVIS346 APS frames", dynamic=False),
         Param("imu", True, "publish DAVIS346 IMU samples", dynamic=False),
         Param("publish_markers", True, "publish protocol/marker for the scripted segments (not in follow mode)",

@@ -5,7 +5,7 @@ from ros2_evmicro.specs._driver import driver_params
 
 SPEC = ParamSpec(
     "webcam_driver",
-    driver_params("webcam_optical", ("device", "file"), "device", 1920, 1080)
+    driver_params("webcam_optical", ("device", "file"), "device", 1920, 1080, events=False)
     + (
         Param("device", "0", "video device: an index ('0') or a path (/dev/video0)", dynamic=False),
         Param("fps", 60.0, "requested frame rate", "Hz", (1.0, 500.0), dynamic=False),
