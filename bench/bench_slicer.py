@@ -423,9 +423,10 @@ def node_latency(seconds: float = 8.0, watermarks: bool = False) -> dict:
     ex.add_node(sub)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "sent.json")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         child = subprocess.Popen([sys.executable, "-m", "bench.bench_slicer", "--node-publisher", out,
-                                  str(seconds), *(["--watermarks"] if watermarks else [])], cwd=os.path.dirname(os.path.dirname(
-                                      os.path.abspath(__file__))), env=os.environ.copy())
+                                  str(seconds), *(["--watermarks"] if watermarks else [])], cwd=root,
+                                 env=os.environ.copy())
         t_end = time.monotonic() + seconds + 40
         while child.poll() is None and time.monotonic() < t_end:
             ex.spin_once(timeout_sec=0.01)

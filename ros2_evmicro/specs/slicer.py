@@ -11,7 +11,9 @@ SPEC = ParamSpec(
         Param("window_ms", 33.0, "length of one event frame's window of event time (the paper: 33 ms)", "ms",
               (0.1, 10_000.0), dynamic=False),
         Param("late_tolerance_ms", 2.0, "how long (event time) a window stays open after its end for late or "
-              "reordered events; later ones are dropped and counted", "ms", (0.0, 10_000.0), dynamic=False),
+              "reordered events; later ones are dropped and counted. A watermark from the driver (an events "
+              "packet without events) closes the windows that ended before its stamp at once", "ms",
+              (0.0, 10_000.0), dynamic=False),
         Param("width", 0, "sensor width (0 = from camera_info; packets wait, dropped, until it is known)", "px",
               (0, 65535), dynamic=False),
         Param("height", 0, "sensor height (0 = from camera_info)", "px", (0, 65535), dynamic=False),
