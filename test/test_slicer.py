@@ -400,6 +400,12 @@ def test_push_iter_hands_out_each_frame_before_the_rest_of_its_packet_is_counted
     assert s2.stats.as_dict() == s.stats.as_dict()
 
 
+def _random_stream(rng, n: int, w: int, h: int, t_max_us: int) -> np.ndarray:
+    """``n`` uniformly random events on a ``w`` x ``h`` sensor, sorted over ``[0, t_max_us)``."""
+    return make_events(rng.integers(0, w, n), rng.integers(0, h, n), rng.integers(0, 2, n),
+                       np.sort(rng.integers(0, t_max_us, n)))
+
+
 def test_watermark_closes_windows_that_ended_without_the_tolerance():
     s = Slicer(2, 1, window_us=100, late_tolerance_us=20)
     assert s.complete(500) == []  # no grid before the first event: nothing to close
@@ -422,9 +428,8 @@ def test_watermark_closes_windows_that_ended_without_the_tolerance():
 
 def test_watermarks_give_the_frames_of_the_event_rule(rng):
     """Closing windows on watermarks changes when frames come out, never what they hold."""
-    n = 20_000
-    t = np.sort(rng.integers(0, 400_000, n))
-    e = make_events(rng.integers(0, 46, n), rng.integers(0, 26, n), rng.integers(0, 2, n), t)
+    e = _random_stream(rng, 20_000, 46, 26, 400_000)
+    t = e["t"]
     a = Slicer(46, 26, window_us=33_000, late_tolerance_us=2_000)
     ref = a.push(e) + a.flush()
     b = Slicer(46, 26, window_us=33_000, late_tolerance_us=2_000)
@@ -446,8 +451,7 @@ def test_watermarks_give_the_frames_of_the_event_rule(rng):
 
 def test_region_counts_only_its_pixels_and_keeps_everything_else(rng):
     n = 40_000
-    t = np.sort(rng.integers(0, 200_000, n))
-    e = make_events(rng.integers(0, 128, n), rng.integers(0, 72, n), rng.integers(0, 2, n), t)
+    e = _random_stream(rng, n, 128, 72, 200_000)
     full = Slicer(128, 72, window_us=33_000, late_tolerance_us=1_000)
     ref = full.push(e) + full.flush()
     part = Slicer(128, 72, window_us=33_000, late_tolerance_us=1_000)
