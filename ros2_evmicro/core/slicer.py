@@ -128,10 +128,12 @@ def _scatter_kernel(
     n = ev.shape[0]
     h = bufs.shape[2]
     w = bufs.shape[3]
-    rx0 = region[0]
-    ry0 = region[1]
-    rx1 = region[2]
-    ry1 = region[3]
+    # one unsigned compare per axis: x - x0 wraps to a huge value when x < x0
+    rx0 = np.int64(region[0])
+    ry0 = np.int64(region[1])
+    rw = np.uint64(region[2] - region[0])
+    rh = np.uint64(region[3] - region[1])
+    full = rx0 == 0 and ry0 == 0 and rw == np.uint64(w) and rh == np.uint64(h)  # loop-invariant: no check
     nslots = slot_k.shape[0]
     dropped = 0
     invalid = 0
@@ -171,7 +173,7 @@ def _scatter_kernel(
             # late but within the tolerance: merge this one event
             n_late[cur_slot] += 1
             n_ev[cur_slot] += 1
-            if rx0 <= xi < rx1 and ry0 <= yi < ry1:
+            if full or (np.uint64(np.int64(xi) - rx0) < rw and np.uint64(np.int64(yi) - ry0) < rh):
                 v = bufs[cur_slot, pi, yi, xi]
                 if v < maxv:
                     bufs[cur_slot, pi, yi, xi] = v + 1
@@ -194,7 +196,7 @@ def _scatter_kernel(
                 i += 1
                 continue
             cnt += 1
-            if rx0 <= xi < rx1 and ry0 <= yi < ry1:
+            if full or (np.uint64(np.int64(xi) - rx0) < rw and np.uint64(np.int64(yi) - ry0) < rh):
                 v = b[pi, yi, xi]
                 if v < maxv:
                     b[pi, yi, xi] = v + 1
@@ -508,13 +510,15 @@ class Slicer:
 
     # -- slots ---------------------------------------------------------------------------------
 
-    def _release_views(self) -> None:
+    def _release_views(self, zero: bool = True) -> None:
         """Start of a call: the views handed out by the previous call are no longer valid, so their slots may be
         reused; and every free slot that held a closed window is zeroed now, so that the call that CLOSES a
         window (the latency-critical one: its frames go out when it returns) finds clean slots and zeroes
         nothing."""
         if self.frame_views:
             self._held[:] = False
+        if not zero:
+            return
         for s in np.flatnonzero((self._slot_k < 0) & self._dirty):
             self._bufs[s].fill(0)
             self._dirty[s] = False
@@ -690,7 +694,7 @@ class Slicer:
         closed window. Before the first event (no window grid yet) there is nothing to close. A watermark older
         than the running one changes nothing.
         """
-        self._release_views()
+        self._release_views(zero=False)  # the zeroing waits for the next push: a watermark only closes windows
         if self._origin is None:
             return []
         t = int(t_us)
