@@ -126,6 +126,14 @@ def test_watermark_closes_the_window_that_ended_at_once(ros):
     frames = r.wait_frames(2)
     np.testing.assert_array_equal(frames[1][1], _image(8, 8, {(1, 6, 6): 1}))
     assert r.node.slicer.stats.n_dropped_late == 1 and r.node.diag.counters["packets"] == 2
+    assert r.node.diag.counters["watermarks_off_grid"] == 1  # the one at 9.999 ms
+    # a driver whose watermark grid is not the slicer's windows: counted (and logged once); the window that
+    # ended before the watermark still closes on it
+    r.send([(7, 7, 0, 21_000)])
+    watermark(33_000)
+    frames = r.wait_frames(3)
+    np.testing.assert_array_equal(frames[2][1], _image(8, 8, {(0, 7, 7): 1}))
+    assert r.node.diag.counters["watermarks_off_grid"] == 2
 
 
 def test_late_packet_within_tolerance_merged_beyond_dropped_and_reported(ros):

@@ -279,6 +279,12 @@ class SlicerNode(EvmicroNode):
         """An events packet without events: the driver has published every event before ``stamp_ns``, so the
         windows that ended by then close now (the late tolerance is for streams without watermarks)."""
         self.diag.count("watermarks")
+        if (stamp_ns // 1000) % self.window_us:
+            self.diag.count("watermarks_off_grid")
+            self.get_logger().warning(
+                f"event watermarks are not on this slicer's {self.p.window_ms:g} ms window grid: set the driver's "
+                "watermark_grid_ms to window_ms, or windows close only at the next watermark after their end",
+                once=True)
         frames = self.slicer.complete(stamp_ns // 1000)
         failed: Exception | None = None
         for f in frames:
