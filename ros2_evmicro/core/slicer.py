@@ -701,14 +701,11 @@ class Slicer:
         if t - 1 > self._wm:
             self._wm = np.int64(t - 1)
         # window k ends at origin + (k + 1) * window <= t  <=>  k < (t - origin) // window
-        k_end = max(self._closable_k(), (t - self._origin) // self.window_us)
-        frames = self._close_until(k_end)
-        self._account(frames)
-        return frames
+        return self._close_closable((t - self._origin) // self.window_us)
 
-    def _close_closable(self) -> list[Frame]:
-        """Close (and account) every window the watermark allows."""
-        frames = self._close_until(self._closable_k())
+    def _close_closable(self, k_end: int = 0) -> list[Frame]:
+        """Close (and account) every window the watermark allows, and every window before ``k_end``."""
+        frames = self._close_until(max(self._closable_k(), k_end))
         self._account(frames)
         return frames
 

@@ -140,8 +140,8 @@ class Packetizer:
                 end_p = end  # the period grid starts again at the (last) cut: a window's packets are laid out alike
             elif len(pkt):
                 out.append((pkt, None))
-            if extra or end == end_p:  # next period boundary after the next event (empty periods in one step)
-                self._pending_end = end_p + max(1, (nxt - end_p) // self.period_us + 1) * self.period_us
+            # next period boundary after the next event (empty periods in one step)
+            self._pending_end = end_p + max(1, (nxt - end_p) // self.period_us + 1) * self.period_us
         if start < len(events):
             self._pending.append(events[start:])
         return out

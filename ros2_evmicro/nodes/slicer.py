@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
@@ -257,14 +258,8 @@ class SlicerNode(EvmicroNode):
         # on_invalid 'raise': EventError, the guard drops the packet. Each frame is published as soon as its
         # window closes, before the rest of the packet is counted (Slicer.push_iter); the frames are views of
         # the slicer's buffers, valid until the next push: each is cropped and published here, at once.
-        n_frames = 0
-        failed: Exception | None = None
-        for f in self.slicer.push_iter(events, t_offset_us=stamp_to_ns(msg.header.stamp) // 1000):
-            try:
-                self._publish(f, t_in)
-            except Exception as err:  # noqa: BLE001 - count the rest of the packet, then report (the guard)
-                failed = failed or err
-            n_frames += 1
+        n_frames, failed = self._publish_all(
+            self.slicer.push_iter(events, t_offset_us=stamp_to_ns(msg.header.stamp) // 1000), t_in)
         late = st.n_dropped_late > dropped0
         if late:
             self.diag.count("late_packets")
@@ -285,19 +280,27 @@ class SlicerNode(EvmicroNode):
                 f"event watermarks are not on this slicer's {self.p.window_ms:g} ms window grid: set the driver's "
                 "watermark_grid_ms to window_ms, or windows close only at the next watermark after their end",
                 once=True)
-        frames = self.slicer.complete(stamp_ns // 1000)
-        failed: Exception | None = None
-        for f in frames:
-            try:
-                self._publish(f, t_in)
-            except Exception as err:  # noqa: BLE001 - publish the rest, then report (the guard)
-                failed = failed or err
-        if frames:
+        n_frames, failed = self._publish_all(self.slicer.complete(stamp_ns // 1000), t_in)
+        if n_frames:
             self._update_diag()
         if failed is not None:
             raise failed
 
     # -- output --------------------------------------------------------------------------------------
+    def _publish_all(self, frames: Iterable[Frame], t_in: float) -> tuple[int, Exception | None]:
+        """Publish each frame as it comes; a failure does not stop the rest (the slicer must count the whole
+        packet) and is returned, for the caller to raise once its accounting is done (the guard reports it).
+        Returns (frames seen, first failure)."""
+        n = 0
+        failed: Exception | None = None
+        for f in frames:
+            try:
+                self._publish(f, t_in)
+            except Exception as err:  # noqa: BLE001 - publish and count the rest, then report
+                failed = failed or err
+            n += 1
+        return n, failed
+
     def roi_for(self, frame: Frame) -> tuple[Box, float, str]:
         """(box, margin, source) of the crop of ``frame``; source is 'full', 'fixed', 'center', 'topic',
         'held' (older than roi_timeout_s) or 'center_fallback' (no face box yet)."""

@@ -174,26 +174,6 @@ class DriverNode(EvmicroNode):
         t0_ros = self.now_ns()
         grid_ns = int(round(self.p.watermark_grid_ms * 1e6)) if self.HAS_EVENTS else 0
         floor_ns = [0]  # the last watermark: no packet after it may be stamped earlier
-
-        def host_of(t_us: int) -> int:
-            """ROS time of device time ``t_us`` (no side effects: the watermark grid)."""
-            if live:
-                return clock.fit.host_ns(t_us) if clock.fit is not None else self.now_ns()
-            if pacer.dev0 is None:
-                pacer.start(t_us)
-            return t0_ros + (int(t_us) - int(pacer.dev0)) * 1000
-
-        def next_cut(t_us: int) -> int:
-            """The device time of the first window boundary (a multiple of watermark_grid_ms of ROS time) after
-            ``t_us``."""
-            b = (host_of(t_us) // grid_ns + 1) * grid_ns
-            if live and clock.fit is not None:
-                d = clock.fit.dev_us(b)
-            else:
-                d = int(pacer.dev0 if pacer.dev0 is not None else t_us) + -(-(b - t0_ros) // 1000)
-            return max(d, int(t_us) + 1)
-
-        packer = Packetizer(int(self.p.packet_period_ms * 1000), cuts=next_cut if grid_ns > 0 else None)
         last_flush = time.monotonic()
         # recorded data as fast as possible: wait for reliable subscribers' acknowledgements every half queue
         # depth, so a burst (hundreds of IMU samples, a big file) never overruns their keep-last history
@@ -215,6 +195,23 @@ class DriverNode(EvmicroNode):
             if pacer.dev0 is None:
                 pacer.start(t_us)
             return t0_ros + (int(t_us) - int(pacer.dev0)) * 1000
+
+        def host_of(t_us: int) -> int:
+            """ROS time of device time ``t_us`` for the watermark grid: :func:`stamp_of`, but live from the clock
+            fit itself (``stamp_of`` would move the monotonic clamp of the stamps)."""
+            return clock.fit.host_ns(t_us) if live and clock.fit is not None else stamp_of(t_us)
+
+        def next_cut(t_us: int) -> int:
+            """The device time of the first window boundary (a multiple of watermark_grid_ms of ROS time) after
+            ``t_us``: the inverse of :func:`host_of` (live: of the clock fit; a file: of the fixed offset)."""
+            b = (host_of(t_us) // grid_ns + 1) * grid_ns
+            if live and clock.fit is not None:
+                d = clock.fit.dev_us(b)
+            else:  # host_of has started the pacer
+                d = int(pacer.dev0) + -(-(b - t0_ros) // 1000)  # type: ignore[arg-type]
+            return max(d, int(t_us) + 1)
+
+        packer = Packetizer(int(self.p.packet_period_ms * 1000), cuts=next_cut if grid_ns > 0 else None)
 
         def pace(t_us: int) -> bool:
             if live:

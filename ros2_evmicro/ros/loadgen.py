@@ -104,6 +104,7 @@ def _publish_on_grid(node, pub, packets: list[np.ndarray], n_packets: int, perio
         while (ahead := t_us - now_us()) > 0:
             time.sleep(ahead / 1e6)
 
+    rels = [p["t"] - j * period_us for j, p in enumerate(packets)]  # each packet's offsets in [0, period)
     r0 = (now_us() // grid_us + 2) * grid_us
     n_windows = max(1, int(round(n_packets * period_us / grid_us)))
     sent_events = n_msgs = n_wm = i = 0
@@ -115,8 +116,7 @@ def _publish_on_grid(node, pub, packets: list[np.ndarray], n_packets: int, perio
         while a < end:
             b = min(a + period_us, end)
             j = i % len(packets)
-            ev = packets[j]
-            rel = ev["t"] - j * period_us  # offsets in [0, period)
+            ev, rel = packets[j], rels[j]
             part = ev[: int(np.searchsorted(rel, b - a, side="left"))]
             i += 1
             wait_until(b)
