@@ -14,6 +14,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosutil import check_watermark_promises
 from sensor_msgs.msg import CameraInfo, Image, Imu, PointCloud2, TimeReference
 
 from ros2_evmicro.core.codecs import IMU_DTYPE, TRIGGER_DTYPE, Aedat4Frame, RawReader, write_aedat4, write_raw
@@ -84,22 +85,9 @@ def play(ros, cls, ns: str, timeout_s: float = 60.0, **params):
 
 
 def check_watermarks(col: Collector, grid_ns: int, at_least: int, exact: bool = True) -> None:
-    """Every watermark lies on the window grid (in the microseconds the slicer reads) and keeps its promise: the
-    events received after it are all at or after its stamp. ``exact`` (recorded sources, whose device -> ROS
-    mapping is fixed): the packet before it also ends there, its events are all earlier. A live clock fit may
-    move between the cut and the stamps, so a live packet may end a little past the grid point."""
+    """At least ``at_least`` watermarks, each on the grid and keeping its promise (rosutil)."""
     assert len(col.watermarks) >= at_least
-    seen_max, floor = -1, -1
-    for m in col.sequence:
-        s_us = stamp_to_ns(m.header.stamp) // 1000
-        if m.width == 0:
-            assert s_us % (grid_ns // 1000) == 0, "a watermark off the window grid"
-            assert not exact or seen_max < s_us, "an event at or after a watermark came before it"
-            floor = s_us
-        else:
-            t = events_from_msg(m)["t"]
-            assert int(t.min()) >= floor, "an event before a watermark came after it"
-            seen_max = max(seen_max, int(t.max()))
+    check_watermark_promises(col.sequence, grid_ns // 1000, exact)
 
 
 def status(drv) -> tuple[bytes, str]:
