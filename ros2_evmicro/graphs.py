@@ -164,8 +164,8 @@ def _calibration(args: dict[str, str]) -> str:
     return "sim" if args.get("source") == "sim" or args.get("camera") == "sim" else ""
 
 
-def _perception(cam: str, face_from: str, calibration: str = "") -> list[NodeDecl]:
-    """Face ROI and slicer of one event camera."""
+def _perception(cam: str, face_from: str, calibration: str = "", max_backlog_ms: float = 0.0) -> list[NodeDecl]:
+    """Face ROI and slicer of one event camera (``max_backlog_ms``: the slicer's live load shedding)."""
     out = []
     if face_from == cam:  # APS frames of the same camera (DAVIS346)
         out.append(NodeDecl("face_detector", "face_detector", namespace=cam, param_files=("face_detector.yaml",)))
@@ -181,7 +181,8 @@ def _perception(cam: str, face_from: str, calibration: str = "") -> list[NodeDec
     else:  # no detector: the slicer uses its fixed/central box
         slicer_remaps = ()
     out.append(NodeDecl("slicer", "slicer", namespace=cam,
-                        parameters={"roi_mode": "topic" if face_from != "none" else "center"},
+                        parameters={"roi_mode": "topic" if face_from != "none" else "center",
+                                    "max_backlog_ms": max_backlog_ms},
                         remappings=slicer_remaps, param_files=("slicer.yaml",)))
     return out
 
@@ -206,6 +207,11 @@ def _inference(cam: str, args: dict[str, str]) -> list[NodeDecl]:
 
 # -- the graphs ----------------------------------------------------------------------------------------------
 
+DEMO_MAX_BACKLOG_MS = 50.0
+"""The live demo's load shedding for a camera (``max_backlog_ms:=auto``): a packet may wait this long for the
+slicer before the slicer counts the machine as overloaded (ros2_evmicro.core.shedding)."""
+
+
 def _demo(args: dict[str, str]) -> list[NodeDecl]:
     camera = args["camera"]
     cam = "davis" if camera in ("sim", "davis") else "evk4"
@@ -215,7 +221,11 @@ def _demo(args: dict[str, str]) -> list[NodeDecl]:
     face_from = "davis" if cam == "davis" else ("webcam" if _flag(args["webcam"]) else "none")
     cams = [cam] + (["webcam"] if face_from == "webcam" else [])
     nodes = _camera_drivers(a, cams)
-    nodes += _perception(cam, face_from, _calibration(a))
+    shed = args["max_backlog_ms"]
+    # 'auto': a camera (live or a file played in real time) does not wait for the pipeline, the simulated rig
+    # slows down with the machine (its scene time falls behind real time) and needs no shedding
+    shed_ms = (0.0 if camera == "sim" else DEMO_MAX_BACKLOG_MS) if shed == "auto" else _floatarg(args, "max_backlog_ms")
+    nodes += _perception(cam, face_from, _calibration(a), shed_ms)
     nodes += _inference(cam, args)
     nodes.append(NodeDecl("driver_monitor", "driver_monitor", param_files=("driver_monitor.yaml",)))
     nodes.append(NodeDecl("dashboard", "dashboard",
@@ -297,6 +307,9 @@ GRAPHS: dict[str, Graph] = {
             GraphArg("au_checkpoint", "", "AU SNN checkpoint (default: models/au_snn_davis_21subj for davis, "
                      "else models/au_snn_<camera>)"),
             GraphArg("recon_checkpoint", "", "cVAE checkpoint (default: models/cvae_<camera>)"),
+            GraphArg("max_backlog_ms", "auto", "live load shedding: when the machine does not keep up with the "
+                     "camera, the slicer drops whole windows so that the AUs stay current (ms of backlog; 0 = off; "
+                     "auto = 50 for davis/evk4, off for the simulated rig, which slows down with the machine)"),
             GraphArg("out_dir", "evmicro_demo", "folder for the dashboard video and the summary"),
             GraphArg("duration_s", "0", "stop after this many seconds (0 = when the input ends, or never)"),
         ),

@@ -54,6 +54,18 @@ def test_demo_evk4_with_webcam_maps_face_roi():
     assert {d.kind for d in decls} >= {"evk4", "webcam"}
 
 
+def test_demo_sheds_load_for_cameras_not_for_the_simulated_rig():
+    def shed(args):
+        return next(d for d in get_graph("demo").nodes(args) if d.kind == "slicer").parameters["max_backlog_ms"]
+
+    assert shed({}) == 0.0  # the simulated rig slows down with the machine
+    assert shed({"camera": "davis"}) == shed({"camera": "evk4"}) == 50.0  # a camera does not wait
+    assert shed({"camera": "evk4", "max_backlog_ms": "0"}) == 0.0
+    assert shed({"camera": "sim", "max_backlog_ms": "120"}) == 120.0
+    with pytest.raises(GraphError, match="max_backlog_ms"):
+        shed({"max_backlog_ms": "soon"})
+
+
 def test_record_graph_and_errors():
     decls = get_graph("record").nodes({"cameras": "davis,evk4", "source": "camera", "run": "demo"})
     kinds = [d.kind for d in decls]

@@ -136,6 +136,44 @@ def test_watermark_closes_the_window_that_ended_at_once(ros):
     assert r.node.diag.counters["watermarks_off_grid"] == 2
 
 
+def test_load_shedding_drops_whole_windows_once_the_node_is_overloaded(ros):
+    """max_backlog_ms: packets that waited longer than the limit between their publish (DDS source time) and the
+    node are a stall and still counted; a backlog that rises at three window starts in a row means overload:
+    from then on 1 of every 2 windows is counted and the others give no frame (counted). The frames that come
+    out are exact. Off (the default), every window is counted."""
+    import time
+
+    def packet(rows):
+        x, y, p, t = (np.array(c) for c in zip(*rows, strict=True))
+        return events_to_msg(make_events(x, y, p, T0_US + t), frame_id="cam_optical")
+
+    def waited(ms):  # rclpy's message info of a packet published `ms` ago
+        return {"source_timestamp": time.time_ns() - int(ms * 1e6), "received_timestamp": time.time_ns()}
+
+    backlogs = (1.0, 60.0, 70.0, 80.0, 1.0, 1.0)  # window k's packet waited this long
+    for limit in (50.0, 0.0):
+        r = Rig(ros, window_ms=10.0, late_tolerance_ms=2.0, width=8, height=8, roi_mode="full", crop_size_px=8,
+                max_backlog_ms=limit)
+        n = r.node
+        for k, ms in enumerate(backlogs):
+            n.on_events(packet([(k, k, k % 2, k * 10_000 + 1000), (k + 1, k, 1, k * 10_000 + 9000)]), waited(ms))
+            n.on_events(watermark_msg((T0_US + (k + 1) * 10_000) * 1000, "cam_optical"), waited(1.0))
+        kept = [0, 1, 2, 4] if limit else list(range(6))
+        frames = r.wait_frames(len(kept))
+        assert [f[0] for f in frames] == [(T0_US + k * 10_000) * 1000 for k in kept]
+        for f, k in zip(frames, kept, strict=True):
+            want = {(k % 2, k, k): 1, (1, k, k + 1): 1}
+            want = {kk: sum(v for key, v in want.items() if key == kk) for kk in want}
+            np.testing.assert_array_equal(f[1], _image(8, 8, want))
+        st = n.slicer.stats
+        assert (st.windows_shed, st.events_shed) == ((2, 4) if limit else (0, 0))
+        assert n.backlog_ms and max(n.backlog_ms) >= 80.0  # the backlog is measured either way
+        if limit:
+            assert n.shedder.every == 2 and n.diag.values["windows_shed"] == 2 and n.diag.values["shed_every"] == 2
+        else:
+            assert n.shedder is None
+
+
 def test_late_packet_within_tolerance_merged_beyond_dropped_and_reported(ros):
     # on bag time (use_sim_time, no /clock): windows and lateness come from the events' times alone
     r = Rig(ros, window_ms=10.0, late_tolerance_ms=3.0, width=4, height=4, roi_mode="full", crop_size_px=4,

@@ -122,6 +122,9 @@ def _run(args: argparse.Namespace) -> int:
     dropped = summary.get("dropped_frames", {})
     if dropped:
         print("Dropped frames: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    shed = summary.get("info", {}).get("windows_shed_by_slicer", 0)
+    if shed:
+        print(f"Windows shed by the slicer to stay current (the machine did not keep up; max_backlog_ms): {shed}")
     if rows or sim_mode:
         report = {"recognition": rows, "recognition_accuracy": acc, "wall_s": wall, "stopped": why}
         (Path(gargs["out_dir"]) / "demo_report.json").write_text(json.dumps(report, indent=1) + "\n")

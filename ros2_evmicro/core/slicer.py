@@ -353,6 +353,8 @@ class SlicerStats:
     n_late_merged: int = 0  # events merged after their window's end, within the tolerance
     n_invalid: int = 0  # events outside the sensor or with bad polarity, dropped
     packets: int = 0
+    windows_shed: int = 0  # windows dropped whole by shed() (no frame)
+    events_shed: int = 0  # events of shed windows, not counted
     last_events_per_window: int = 0
     events_per_window_max: int = 0
 
@@ -373,6 +375,8 @@ class SlicerStats:
             "late_merged": self.n_late_merged,
             "invalid": self.n_invalid,
             "packets": self.packets,
+            "windows_shed": self.windows_shed,
+            "events_shed": self.events_shed,
             "events_per_window_last": self.last_events_per_window,
             "events_per_window_mean": round(self.events_per_window_mean, 1),
             "events_per_window_max": self.events_per_window_max,
@@ -460,6 +464,7 @@ class Slicer:
         self._n_late = np.zeros(nslots, dtype=np.int64)
         self._dirty = np.ones(nslots, dtype=bool)  # zeroed when a slot is opened
         self._held = np.zeros(nslots, dtype=bool)  # lent out as a frame view until the next call
+        self._shed: set[int] = set()  # open windows that shed() dropped
 
     def reset(self) -> None:
         """Forget the stream (open windows, alignment, watermark); keep the statistics."""
@@ -549,9 +554,18 @@ class Slicer:
             raise SlicerError("internal: the window grid has no origin before the first event")
         return self._origin
 
-    def _emit(self, k: int) -> Frame:
+    def _emit(self, k: int) -> Frame | None:
+        """The frame of window ``k`` (now closed), or None for a shed window (its slot is freed)."""
         t_s = self._grid_origin() + k * self.window_us
         hit = np.flatnonzero(self._slot_k == k)
+        if k in self._shed:
+            self._shed.discard(k)
+            if hit.size:
+                s = int(hit[0])
+                self._slot_k[s] = -1
+                self._dirty[s] = True
+            self.stats.windows_shed += 1
+            return None
         if hit.size:
             s = int(hit[0])
             if self.frame_views:
@@ -578,8 +592,8 @@ class Slicer:
         return frame
 
     def _close_until(self, k_end: int) -> list[Frame]:
-        """Emit windows ``_k_closed .. k_end - 1`` (skipping long runs of empty ones)."""
-        frames: list[Frame] = []
+        """Emit windows ``_k_closed .. k_end - 1`` (skipping long runs of empty ones, and shed windows)."""
+        frames: list[Frame | None] = []
         while self._k_closed < k_end:
             open_ks = self._slot_k[(self._slot_k >= self._k_closed) & (self._slot_k < k_end)]
             next_full = int(open_ks.min()) if open_ks.size else k_end
@@ -596,7 +610,9 @@ class Slicer:
             if next_full < k_end:
                 frames.append(self._emit(next_full))
                 self._k_closed = next_full + 1
-        return frames
+        if self._shed:
+            self._shed = {k for k in self._shed if k >= self._k_closed}
+        return [f for f in frames if f is not None]
 
     def _closable_k(self) -> int:
         """First window index that must stay open given the watermark."""
@@ -662,28 +678,88 @@ class Slicer:
                         f"event {bad} (x={int(e['x'])}, y={int(e['y'])}, p={int(e['p'])}) is outside the "
                         f"{self.size} sensor or has a polarity not in {{0, 1}}; packet dropped"
                     )
-            i = 0
-            while i < n:
-                # the watermark at which the oldest open window closes (always ahead of the watermark here)
-                stop_wm = self._origin + (self._k_closed + 1) * self.window_us + self.late_tolerance_us
-                i, need_k, wm, dropped, invalid, why = _scatter_kernel(
-                    events, np.int64(toff), i, self._origin, self.window_us, self.late_tolerance_us,
-                    self._k_closed, self._wm, self._bufs, self._slot_k, self._n_ev, self._n_late,
-                    self._maxv, np.int64(stop_wm), self._region,
-                )  # fmt: skip
-                self._wm = np.int64(wm)
-                self.stats.n_dropped_late += int(dropped)
-                self.stats.n_invalid += int(invalid)
-                if why == 2:
+            for a, b, shed in self._runs(events, toff):
+                if shed:
+                    self._skip(events[a:b], toff)
                     yield from self._close_closable()
-                elif why == 1:
-                    if not (self._slot_k < 0).any():
-                        # close what the watermark allows before growing the buffers
-                        yield from self._close_closable()
-                    self._open_slot(int(need_k))
+                else:
+                    yield from self._count(events if b == n else events[:b], toff, a)
         if t_end_hint is not None and t_end_hint > self._wm:
             self._wm = np.int64(t_end_hint)
         yield from self._close_closable()
+
+    def _count(self, events: np.ndarray, toff: int, i: int) -> Iterator[Frame]:
+        """Count ``events[i:]`` into their windows, handing out each frame as its window closes."""
+        n = len(events)
+        while i < n:
+            # the watermark at which the oldest open window closes (always ahead of the watermark here)
+            stop_wm = self._grid_origin() + (self._k_closed + 1) * self.window_us + self.late_tolerance_us
+            i, need_k, wm, dropped, invalid, why = _scatter_kernel(
+                events, np.int64(toff), i, self._origin, self.window_us, self.late_tolerance_us,
+                self._k_closed, self._wm, self._bufs, self._slot_k, self._n_ev, self._n_late,
+                self._maxv, np.int64(stop_wm), self._region,
+            )  # fmt: skip
+            self._wm = np.int64(wm)
+            self.stats.n_dropped_late += int(dropped)
+            self.stats.n_invalid += int(invalid)
+            if why == 2:
+                yield from self._close_closable()
+            elif why == 1:
+                if not (self._slot_k < 0).any():
+                    # close what the watermark allows before growing the buffers
+                    yield from self._close_closable()
+                self._open_slot(int(need_k))
+
+    def _runs(self, events: np.ndarray, toff: int) -> list[tuple[int, int, bool]]:
+        """``(start, end, shed)`` runs of a packet: the events of shed windows apart (a packet's events are
+        taken to be in time order here, as the drivers send them)."""
+        n = len(events)
+        if not self._shed:
+            return [(0, n, False)]
+        t = events["t"]
+        o, w = self._grid_origin(), self.window_us
+        k0 = (int(t[0]) + toff - o) // w
+        k1 = (int(t[-1]) + toff - o) // w
+        ks = sorted(k for k in self._shed if k0 <= k <= k1)
+        if not ks:
+            return [(0, n, False)]
+        if k0 == k1:
+            return [(0, n, True)]
+        runs: list[tuple[int, int, bool]] = []
+        pos = 0
+        for k in ks:
+            a = max(pos, int(np.searchsorted(t, o + k * w - toff, side="left")))
+            b = max(a, int(np.searchsorted(t, o + (k + 1) * w - toff, side="left")))
+            if a > pos:
+                runs.append((pos, a, False))
+            if b > a:
+                runs.append((a, b, True))
+            pos = b
+        if pos < n:
+            runs.append((pos, n, False))
+        return runs
+
+    def _skip(self, events: np.ndarray, toff: int) -> None:
+        """Events of shed windows: not counted; they still move the watermark."""
+        if len(events):
+            hi = int(events["t"].max()) + toff
+            if hi > self._wm:
+                self._wm = np.int64(hi)
+            self.stats.events_shed += len(events)
+
+    def window_index(self, t_us: int) -> int | None:
+        """Index of the window holding event time ``t_us`` (None before the window grid is known)."""
+        return None if self._origin is None else (int(t_us) - self._origin) // self.window_us
+
+    def shed(self, k: int) -> bool:
+        """Drop window ``k`` whole, for a live consumer that has fallen behind (:mod:`ros2_evmicro.core.shedding`):
+        its events are not counted from now on, what was counted of it is discarded, and it yields no frame when
+        it closes (``stats.windows_shed``, ``stats.events_shed``). The other windows' frames do not change.
+        Returns False, and changes nothing, when window ``k`` is already closed or there is no grid yet."""
+        if self._origin is None or int(k) < self._k_closed:
+            return False
+        self._shed.add(int(k))
+        return True
 
     def complete(self, t_us: int) -> list[Frame]:
         """The source promises that every event before ``t_us`` has been pushed (a watermark, e.g. an empty

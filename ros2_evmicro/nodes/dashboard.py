@@ -80,6 +80,7 @@ class DashboardNode(EvmicroNode):
         self.levels: dict[str, str] = {}
         self.level_notes: dict[str, str] = {}
         self.drop_au, self.drop_recon = StampMatcher(), StampMatcher()
+        self.windows_shed: dict[str, int] = {}  # per slicer (diagnostics name): windows shed under load
         self.frame_sum: np.ndarray | None = None  # events since the last composite
         self.frame_last: np.ndarray | None = None
         self.acc: np.ndarray | None = None  # decaying event accumulation (face fallback)
@@ -191,6 +192,12 @@ class DashboardNode(EvmicroNode):
                 continue
             src = st.name.split("/")[-1]
             for kv in st.values:
+                if kv.key == "windows_shed":  # the slicer's load shedding (max_backlog_ms): windows never sliced
+                    try:
+                        self.windows_shed[src] = int(kv.value)
+                    except ValueError:
+                        pass
+                    continue
                 lag = kv.key == "behind_real_time_ms"  # the simulated rig cannot keep up: stamps lag wall time
                 m = None if lag else _LAT_KEY.match(kv.key)
                 if not lag and m is None:
@@ -362,6 +369,7 @@ class DashboardNode(EvmicroNode):
             "video": str(self.out_dir / "dashboard.mp4") if self.writer else "",
             "final_levels": dict(self.levels),
             "source_behind_real_time_ms": dict(self.source_lag_ms),
+            "windows_shed_by_slicer": sum(self.windows_shed.values()),
         }
 
     def close(self) -> None:

@@ -22,6 +22,12 @@ bag clock). It includes the late tolerance and the wait for the packet that clos
 ``latency_packet_to_publish_ms`` is the node's own share: from the closing packet's callback to publish (a
 frame goes out as soon as its window closes, before the rest of that packet is counted).
 
+Load shedding (``max_backlog_ms`` > 0, for live cameras; the live demo graph sets it): each events packet's
+backlog (wall clock at the callback minus the DDS source timestamp of its publish) feeds a
+:class:`~ros2_evmicro.core.shedding.LoadShedder`; when the backlog keeps rising the node is overloaded and counts
+only 1 of every N windows (the others are dropped whole: no frame, ``windows_shed``), so that the frames it does
+publish are current. A stall (the backlog falls again) sheds nothing.
+
 Face box for a window: with ``roi_mode`` 'topic', the newest box stamped at or before the window's end (or
 the oldest one kept, when all are newer); a box older than ``roi_timeout_s`` is still held but reported
 stale (WARN); before any box arrives the central box is used (WARN). The crop box moves only when the face box
@@ -44,6 +50,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from ros2_evmicro.core.face import FaceError, normalize_frames, square_box
 from ros2_evmicro.core.params import ParamError
 from ros2_evmicro.core.roi import Box, RoiHistory, center_box, crop_counts, crop_region
+from ros2_evmicro.core.shedding import LoadShedder
 from ros2_evmicro.core.slicer import Frame, Slicer
 from ros2_evmicro.ros.convert import (
     box_from_polygon,
@@ -133,6 +140,10 @@ class SlicerNode(EvmicroNode):
         self.roi_source = ""
         self.lat_ms: deque[float] = deque(maxlen=2000)
         self.proc_ms: deque[float] = deque(maxlen=2000)
+        self.backlog_ms: deque[float] = deque(maxlen=2000)  # events packets: publish (DDS source time) -> callback
+        self.shedder = LoadShedder(p.max_backlog_ms, p.window_ms) if p.max_backlog_ms > 0 else None
+        self._shed_every = 1
+        self._shed_reported = 0  # windows_shed as last put on diagnostics
         self._n_frames_diag = 0
         self.pub_frames = self.create_publisher(Image, "frames", FRAMES_QOS)
         self.pub_preview = self.create_publisher(Image, "frames_preview", FRAMES_QOS)
@@ -140,8 +151,8 @@ class SlicerNode(EvmicroNode):
             self._make_slicer(p.width, p.height, "parameters")
         else:
             self.diag.status("WARN", "sensor size unknown: waiting for camera_info (or set width/height)")
-        self.sub_events = self.create_subscription(PointCloud2, "events", self.guard(self.on_events, "events"),
-                                                   EVENTS_QOS)
+        self.sub_events = self.create_subscription(PointCloud2, "events",
+                                                   self.guard_info(self.on_events, "events"), EVENTS_QOS)
         self.sub_roi = self.create_subscription(PolygonStamped, "face_roi", self.guard(self.on_roi, "face_roi"),
                                                 FRAMES_QOS)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info",
@@ -242,8 +253,13 @@ class SlicerNode(EvmicroNode):
         self.rois.add(stamp_to_ns(msg.header.stamp), tuple(float(v) for v in box))
         self.diag.count("face_rois")
 
-    def on_events(self, msg: PointCloud2) -> None:
+    def on_events(self, msg: PointCloud2, info: dict | None = None) -> None:
+        """An events packet; ``info`` is rclpy's message info (None for packets held for the sensor size)."""
         t_in = time.perf_counter()
+        backlog_ms = None
+        if info is not None and info.get("source_timestamp"):
+            backlog_ms = (time.time_ns() - int(info["source_timestamp"])) / 1e6
+            self.backlog_ms.append(backlog_ms)
         # zero-copy view of the message buffer (relative t): the slicer adds the stamp itself
         events = events_from_msg(msg, copy=False)
         if self.slicer is None:
@@ -253,22 +269,45 @@ class SlicerNode(EvmicroNode):
         if is_watermark(msg):
             self._on_watermark(stamp_to_ns(msg.header.stamp), t_in)
             return
+        toff = stamp_to_ns(msg.header.stamp) // 1000
+        if self.shedder is not None and backlog_ms is not None and len(events):
+            self._shed(events, toff, backlog_ms)
         st = self.slicer.stats
         dropped0 = st.n_dropped_late
         # on_invalid 'raise': EventError, the guard drops the packet. Each frame is published as soon as its
         # window closes, before the rest of the packet is counted (Slicer.push_iter); the frames are views of
         # the slicer's buffers, valid until the next push: each is cropped and published here, at once.
-        n_frames, failed = self._publish_all(
-            self.slicer.push_iter(events, t_offset_us=stamp_to_ns(msg.header.stamp) // 1000), t_in)
+        n_frames, failed = self._publish_all(self.slicer.push_iter(events, t_offset_us=toff), t_in)
         late = st.n_dropped_late > dropped0
         if late:
             self.diag.count("late_packets")
         self.diag.count("packets")
         self.diag.count("events", len(events))
-        if n_frames or late:
+        if n_frames or late or st.windows_shed != self._shed_reported:
             self._update_diag()
         if failed is not None:
             raise failed
+
+    def _shed(self, events: np.ndarray, toff: int, backlog_ms: float) -> None:
+        """Load shedding (``max_backlog_ms``): the windows of this packet that the shedder drops are not counted
+        and give no frame; the AU node counts them as dropped frames."""
+        k0 = self.slicer.window_index(int(events["t"][0]) + toff)
+        k1 = self.slicer.window_index(int(events["t"][-1]) + toff)
+        if k0 is None or k1 is None:  # the first packet fixes the window grid: nothing to decide yet
+            return
+        for k in self.shedder.on_message(k0, max(k0, k1), backlog_ms):
+            self.slicer.shed(k)
+        every = self.shedder.every
+        if every != self._shed_every:
+            self._shed_every = every
+            self.diag.set("shed_every", every)
+            if every > 1:
+                self.get_logger().warning(
+                    f"falling behind the events (a packet waited {backlog_ms:.0f} ms): counting 1 of every {every} "
+                    "windows to stay current (max_backlog_ms)", throttle_duration_sec=5.0)
+                self.diag.status("WARN", f"overloaded: counting 1 of every {every} windows (max_backlog_ms)")
+            else:
+                self.diag.status("OK", "keeping up again: counting every window")
 
     def _on_watermark(self, stamp_ns: int, t_in: float) -> None:
         """An events packet without events: the driver has published every event before ``stamp_ns``, so the
@@ -281,7 +320,7 @@ class SlicerNode(EvmicroNode):
                 "watermark_grid_ms to window_ms, or windows close only at the next watermark after their end",
                 once=True)
         n_frames, failed = self._publish_all(self.slicer.complete(stamp_ns // 1000), t_in)
-        if n_frames:
+        if n_frames or self.slicer.stats.windows_shed != self._shed_reported:
             self._update_diag()
         if failed is not None:
             raise failed
@@ -362,6 +401,10 @@ class SlicerNode(EvmicroNode):
         d.set("late_merged_events", st.n_late_merged)
         d.set("invalid_events", st.n_invalid)
         d.set("windows_skipped", st.windows_skipped)
+        if self.shedder is not None:
+            self._shed_reported = st.windows_shed
+            d.set("windows_shed", st.windows_shed)
+            d.set("shed_every", self.shedder.every)
         self._n_frames_diag += 1
         if self._n_frames_diag % 5 == 1 and self.lat_ms:  # percentiles of the last 2000 windows, every 5th time
             lat = np.percentile(np.fromiter(self.lat_ms, float), (50, 99))
@@ -370,6 +413,10 @@ class SlicerNode(EvmicroNode):
             d.set("latency_window_to_publish_ms_p99", float(lat[1]))
             d.set("latency_packet_to_publish_ms_p50", float(proc[0]))
             d.set("latency_packet_to_publish_ms_p99", float(proc[1]))
+            if self.backlog_ms:
+                bl = np.percentile(np.fromiter(self.backlog_ms, float), (50, 99))
+                d.set("events_backlog_ms_p50", float(bl[0]))
+                d.set("events_backlog_ms_p99", float(bl[1]))
 
 
 NODE = SlicerNode

@@ -355,10 +355,26 @@ class EvmicroNode(Node):
             try:
                 fn(msg)
             except Exception as err:  # noqa: BLE001 - a bad message must not kill the node
-                self.diag.count(f"bad_{what}")
-                self.get_logger().error(f"dropped a bad {what} message: {err}", throttle_duration_sec=2.0)
+                self._bad(what, err)
 
         return wrapped
+
+    def guard_info(self, fn: Callable[[Any, dict], None], what: str) -> Callable[[Any, dict], None]:
+        """:meth:`guard` for a callback that also takes rclpy's message info (a dict with the DDS
+        ``source_timestamp`` and ``received_timestamp``, ns of the wall clock): rclpy passes it to a callback
+        of two arguments."""
+
+        def wrapped(msg: Any, info: dict) -> None:
+            try:
+                fn(msg, info)
+            except Exception as err:  # noqa: BLE001 - a bad message must not kill the node
+                self._bad(what, err)
+
+        return wrapped
+
+    def _bad(self, what: str, err: Exception) -> None:
+        self.diag.count(f"bad_{what}")
+        self.get_logger().error(f"dropped a bad {what} message: {err}", throttle_duration_sec=2.0)
 
 
 def shut_down_under_executor(err: BaseException, context: rclpy.Context | None = None) -> bool:
