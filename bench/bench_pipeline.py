@@ -5,19 +5,21 @@ packets stamped as a camera driver stamps them (``--stamp camera``: a packet's e
 have just ended, none in the future of the wall clock); the slicer, AU and reconstruction nodes run in this
 process on one SingleThreadedExecutor as in ``evmicro demo`` (the cVAE on its own thread, the nodes'
 defaults); a probe measures, for every AU message, receive time minus the end of its window (stamp +
-window_ms): the event-to-AU latency of the window's last event. Frames the AU node
-never scored are counted as dropped (the AU node's ``dropped_frames``, from gaps in the frame stamps): in all,
-and after the first 10 % of the windows, which the latency figures skip too (docs/benchmarks.md, notes on the
-start-up burst).
+window_ms): the event-to-AU latency of the window's last event. Frames
+the slicer published that the AU node never scored are counted as dropped (with the slicer in its own process:
+the AU node's ``dropped_frames``, from gaps in the frame stamps, shed windows included): in all, and after the
+first 10 % of the windows, which the latency figures skip too (docs/benchmarks.md, notes on the start-up
+burst).
 Anchor: the goal, one window (33 ms). ``--packet-ms`` sets the source's packet period (10 ms by default, as
 the drivers); the source cuts its packets at each window boundary and sends a watermark there, as the drivers
 do by default (``--watermark-grid-ms 0``: no watermarks; ``--anchor-no-watermarks`` runs both, same run).
 The slicer sheds load as in the live demo graph with a camera (``max_backlog_ms`` 50): windows shed when the
 machine does not keep up are reported apart from frames dropped (``--anchor-no-shedding`` also runs each case
-without it, same run). ``--param NODE.NAME=VALUE`` overrides a node parameter.
+without it, same run). ``--param NODE.NAME=VALUE`` overrides a node parameter; ``--no-recon`` leaves the
+reconstruction node out (the AU path alone).
 
     python -m bench.bench_pipeline [--seconds 10] [--cases davis:1e6,davis:5e6,evk4:2e7] [--packet-ms 10]
-                                   [--anchor-no-shedding] [--param slicer.max_backlog_ms=0]
+                                   [--anchor-no-shedding] [--no-recon] [--param slicer.max_backlog_ms=0]
     python -m bench.bench_pipeline --demo    # the README's main command: its wall time (goal < 2 min)
 """
 
