@@ -105,3 +105,24 @@ def test_node_rejects_bad_values_at_startup_and_runtime(ros):
     assert node.p.width == 346
     desc = node.describe_parameter("width")
     assert "px" in desc.description and desc.integer_range[0].to_value == 65535
+
+
+def test_publishers_carry_no_default_qos_event_handlers_subscriptions_keep_theirs(ros):
+    """rclpy's default QoS-event handlers only log, and the executor walks every one of them before each
+    callback: an evmicro node's publishers go without them, its subscriptions keep theirs (the mismatch is
+    reported there); explicit event callbacks are honoured."""
+    from rclpy.event_handler import PublisherEventCallbacks
+    from std_msgs.msg import String
+
+    from ros2_evmicro.nodes.event_monitor import EventMonitor
+
+    node = ros.add(EventMonitor(context=ros.context))
+    n0 = len(list(node.waitables))
+    node.create_publisher(String, "plain", 10)
+    assert len(list(node.waitables)) == n0
+    node.create_subscription(String, "plain", lambda m: None, 10)
+    n1 = len(list(node.waitables))
+    assert n1 > n0
+    node.create_publisher(String, "watched", 10, event_callbacks=PublisherEventCallbacks(
+        incompatible_qos=lambda info: None))
+    assert len(list(node.waitables)) > n1

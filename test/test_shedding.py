@@ -138,8 +138,22 @@ def test_stalls_shed_nothing_even_when_they_repeat():
     assert sh.every == 1 and sh.stats.windows_shed == 0 and sh.stats.overloads == 0
 
 
-def test_a_backlog_that_keeps_rising_is_an_overload():
+def test_the_start_up_burst_is_not_an_overload():
+    """The packets published while the pipeline was still being built come first, late and later still while the
+    models make their first calls: in the first second of event time that is not taken for an overload."""
     sh = LoadShedder(50.0, 33.0)
+    for k, b in enumerate((800.0, 850.0, 900.0, 950.0, 600.0, 300.0, 40.0, 5.0)):
+        assert sh.on_message(k, k, b) == []
+    assert sh.every == 1 and sh.stats.windows_shed == 0
+    # past the grace, the same rise is an overload
+    sh = LoadShedder(50.0, 33.0)
+    sh.on_message(0, 0, 2.0)
+    assert [sh.on_message(k, k, b) for k, b in zip(range(40, 44), (800.0, 850.0, 900.0, 950.0), strict=True)] == [
+        [], [], [42], [43]]
+
+
+def test_a_backlog_that_keeps_rising_is_an_overload():
+    sh = LoadShedder(50.0, 33.0, grace_s=0.0)
     assert [sh.on_message(k, k, b) for k, b in enumerate((10.0, 30.0, 55.0, 60.0))] == [[], [], [], []]
     assert sh.every == 1  # over the limit for two window starts, rising: not yet
     assert sh.on_message(4, 4, 65.0) == [4]  # the third rising start: overloaded, shed
@@ -186,3 +200,16 @@ def test_the_shedder_comes_back_to_every_window_when_the_load_goes():
     assert sh.every == 1
     assert all(counted[-300:])  # the last 10 s: every window counted again
     assert max(starts[-300:]) <= sh.calm_ms
+
+
+def test_a_shed_window_in_a_skipped_gap_counts_as_shed():
+    """With max_empty_windows 0 the empty windows of a gap are skipped, not emitted: a shed one among them still
+    counts as shed (its events were not counted, it was not empty)."""
+    s = Slicer(4, 4, window_us=100, late_tolerance_us=0, max_empty_windows=0)
+    frames = s.push(make_events([0], [0], [1], [10]))
+    assert s.shed(3)
+    frames += s.push(make_events([1], [0], [1], [350]))  # window 3's only event: not counted
+    frames += s.complete(400) + s.push(make_events([2], [0], [1], [650])) + s.flush()
+    assert [f.t_start_us for f in frames] == [0, 600]
+    assert (s.stats.windows_shed, s.stats.events_shed) == (1, 1)
+    assert s.stats.windows_skipped == 2 + 2  # windows 1, 2 and 4, 5

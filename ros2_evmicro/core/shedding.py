@@ -22,8 +22,12 @@ own clock does (a simulation running slower than real time, a bag replay).
   If a counted window then starts over the calm threshold within ``probe_s``, ``every`` goes back up and the
   next probe waits twice as long (up to ``probe_max_s``); otherwise the probe succeeded and the wait is reset.
 
+For the first ``grace_s`` of event time (0.2 s) nothing counts as over the limit: the first calls of a freshly
+started pipeline are slow, and that backlog drains by itself. The slicer node does not consult the shedder at
+all for packets published before its first callback (the queue of a pipeline still being built).
+
 So the counted windows start with a backlog under the calm threshold, the shed fraction follows the machine's
-capacity, and a machine that keeps up loses nothing, even through a stall.
+capacity, and a machine that keeps up loses nothing, even through a stall or its own start-up.
 """
 
 from __future__ import annotations
@@ -48,13 +52,17 @@ class LoadShedder:
     Args:
         max_backlog_ms: backlog over which a window is shed (> 0).
         window_ms: the windows' length (turns the times below into window counts).
+        grace_s: event time after the first message in which nothing is taken for an overload: the first calls
+            of a freshly started pipeline are slow, and the backlog they make drains by itself (a window of it
+            that comes over the limit is still counted). The packets queued before the consumer ran at all
+            should not be given to the shedder (the slicer node does not).
         probe_after_s: calm time before ``every`` is lowered again (doubles after each failed probe).
         probe_max_s: longest wait between probes.
         probe_s: how long a lowered ``every`` must stay calm for the probe to succeed.
         max_every: most windows per counted window (1 of ``max_every`` counted at worst).
     """
 
-    def __init__(self, max_backlog_ms: float, window_ms: float, *, probe_after_s: float = 1.0,
+    def __init__(self, max_backlog_ms: float, window_ms: float, *, grace_s: float = 0.2, probe_after_s: float = 1.0,
                  probe_max_s: float = 30.0, probe_s: float = 1.0, max_every: int = 8) -> None:
         if not (max_backlog_ms > 0 and math.isfinite(max_backlog_ms)):
             raise ValueError(f"max_backlog_ms must be a positive number, got {max_backlog_ms}")
@@ -69,12 +77,14 @@ class LoadShedder:
         def windows(s: float) -> int:
             return max(1, int(round(s * per_s)))
 
+        self.grace_windows = max(0, int(round(grace_s * per_s)))
         self.probe_base = windows(probe_after_s)
         self.probe_max = max(self.probe_base, windows(probe_max_s))
         self.probe_windows = windows(probe_s)
         self.max_every = int(max_every)
         self.every = 1
         self.stats = ShedStats()
+        self._first_k: int | None = None  # the first message's window (start of the grace)
         self._last_k: int | None = None  # newest window decided
         self._shed: set[int] = set()  # decided (or later) shed, still open
         self._in_episode = False  # the last message was over the limit too
@@ -91,7 +101,10 @@ class LoadShedder:
         """A message holding events of windows ``k_first..k_last`` waited ``backlog_ms``; returns the windows to
         shed now (newly decided, or open ones the message makes late), oldest first."""
         out: list[int] = []
-        over = backlog_ms > self.max_backlog_ms
+        if self._first_k is None:
+            self._first_k = k_first
+        # in the start-up grace nothing is over the limit: the burst drains by itself
+        over = backlog_ms > self.max_backlog_ms and k_last >= self._first_k + self.grace_windows
         opens = self._last_k is None or k_last > self._last_k
         if over:
             self._over(k_last, backlog_ms, opens)
@@ -152,7 +165,7 @@ class LoadShedder:
         """Count window ``k`` (True) or shed it, from the backlog at its first message. The calm and busy
         counts look at the counted windows only: the backlog at their start is what their frames inherit."""
         self.stats.windows_decided += 1
-        # over the limit but not overloaded (every == 1): a stall, the window is still counted
+        # over the limit but not overloaded (every == 1): a stall or the start-up burst, the window is still counted
         count = (backlog_ms <= self.max_backlog_ms or self.every == 1) and k % self.every == 0
         if count:
             if backlog_ms <= self.calm_ms:

@@ -599,9 +599,13 @@ class Slicer:
             next_full = int(open_ks.min()) if open_ks.size else k_end
             gap = next_full - self._k_closed
             if gap > self.max_empty_windows:
-                self.stats.windows_skipped += gap - self.max_empty_windows
                 for k in range(self._k_closed, self._k_closed + self.max_empty_windows):
                     frames.append(self._emit(k))
+                lo = self._k_closed + self.max_empty_windows
+                shed = {k for k in self._shed if lo <= k < next_full}  # shed, not merely empty
+                self._shed -= shed
+                self.stats.windows_shed += len(shed)
+                self.stats.windows_skipped += next_full - lo - len(shed)
                 self._k_closed = next_full
                 continue
             for k in range(self._k_closed, next_full):

@@ -144,6 +144,7 @@ class SlicerNode(EvmicroNode):
         self.shedder = LoadShedder(p.max_backlog_ms, p.window_ms) if p.max_backlog_ms > 0 else None
         self._shed_every = 1
         self._shed_reported = 0  # windows_shed as last put on diagnostics
+        self._t_first_ns: int | None = None  # wall clock of the first events packet's callback
         self._n_frames_diag = 0
         self.pub_frames = self.create_publisher(Image, "frames", FRAMES_QOS)
         self.pub_preview = self.create_publisher(Image, "frames_preview", FRAMES_QOS)
@@ -258,8 +259,13 @@ class SlicerNode(EvmicroNode):
         t_in = time.perf_counter()
         backlog_ms = None
         if info is not None and info.get("source_timestamp"):
-            backlog_ms = (time.time_ns() - int(info["source_timestamp"])) / 1e6
+            now_ns = time.time_ns()
+            if self._t_first_ns is None:
+                self._t_first_ns = now_ns
+            backlog_ms = (now_ns - int(info["source_timestamp"])) / 1e6
             self.backlog_ms.append(backlog_ms)
+            if int(info["source_timestamp"]) < self._t_first_ns:
+                backlog_ms = None  # queued before this node ran at all (start-up): not load, counted as it comes
         # zero-copy view of the message buffer (relative t): the slicer adds the stamp itself
         events = events_from_msg(msg, copy=False)
         if self.slicer is None:

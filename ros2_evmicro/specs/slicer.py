@@ -39,10 +39,10 @@ SPEC = ParamSpec(
         Param("on_invalid", "drop", "events outside the sensor or with bad polarity: 'drop' them (counted) or "
               "'raise' (the whole packet is dropped and counted as bad_events)", choices=("drop", "raise"),
               dynamic=False),
-        Param("max_backlog_ms", 0.0, "live load shedding: a window with an events packet that waited longer than "
-              "this between its publish and this node (the machine does not keep up) is dropped whole (no frame; "
-              "windows_shed), and under sustained overload only 1 of every N windows is counted, N following the "
-              "machine's capacity (ros2_evmicro.core.shedding), so that the frames published stay current. "
+        Param("max_backlog_ms", 0.0, "live load shedding: when the events packets' backlog (their publish to this "
+              "node's callback) keeps rising over this, the machine does not keep up; then only 1 of every N windows "
+              "is counted, N following the machine (ros2_evmicro.core.shedding), the others give no frame "
+              "(windows_shed), so that the frames published stay current. Stalls and the start-up shed nothing. "
               "0 = off: every window is counted however late (recording checks, replay)", "ms", (0.0, 60_000.0),
               dynamic=False),
         Param("preview", False, "also publish frames_preview (bgr8: ON red, OFF blue, upscaled)"),
