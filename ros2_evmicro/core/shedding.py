@@ -50,7 +50,8 @@ class LoadShedder:
     """Window-by-window count/shed decisions from the input backlog (see the module docstring).
 
     Args:
-        max_backlog_ms: backlog over which a window is shed (> 0).
+        max_backlog_ms: the limit (> 0): a backlog that keeps rising over it is an overload, and once overloaded a
+            window with a message over it is shed.
         window_ms: the windows' length (turns the times below into window counts).
         grace_s: event time after the first message in which nothing is taken for an overload: the first calls
             of a freshly started pipeline are slow, and the backlog they make drains by itself (a window of it
@@ -93,9 +94,6 @@ class LoadShedder:
         self._busy_counted = 0  # counted window starts in a row over the calm threshold
         self._probe_after = self.probe_base
         self._probe_left = 0  # window starts left in a running probe (0 = none)
-
-    def is_shed(self, k: int) -> bool:
-        return k in self._shed
 
     def on_message(self, k_first: int, k_last: int, backlog_ms: float) -> list[int]:
         """A message holding events of windows ``k_first..k_last`` waited ``backlog_ms``; returns the windows to
