@@ -97,13 +97,17 @@ def _crop_square(box, margin: float) -> tuple[int, int, int]:
     return int(math.floor(x0 + 0.5)), int(math.floor(y0 + 0.5)), side
 
 
+def _clip_square(ix0: int, iy0: int, side: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The part of the square ``(ix0, iy0, side)`` inside a ``width`` x ``height`` frame, end exclusive."""
+    sx0, sy0 = min(max(ix0, 0), width), min(max(iy0, 0), height)
+    return sx0, sy0, max(min(ix0 + side, width), sx0), max(min(iy0 + side, height), sy0)
+
+
 def crop_region(box, margin: float, width: int, height: int) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)``, end exclusive: the pixels of a ``width`` x ``height`` frame that
     :func:`crop_counts` reads for ``box`` and ``margin`` (empty when the crop lies outside the sensor). Counts
     outside it do not change the crop, so a slicer may leave them out (:meth:`Slicer.set_region`)."""
-    ix0, iy0, side = _crop_square(box, margin)
-    sx0, sy0 = min(max(ix0, 0), width), min(max(iy0, 0), height)
-    return sx0, sy0, max(min(ix0 + side, width), sx0), max(min(iy0 + side, height), sy0)
+    return _clip_square(*_crop_square(box, margin), width, height)
 
 
 def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.ndarray:
@@ -121,7 +125,7 @@ def crop_counts(counts: np.ndarray, box, out_size: int, margin: float) -> np.nda
     if counts.ndim != 3:
         raise ValueError(f"count frames must be (C, H, W), got shape {counts.shape}")
     h, w = counts.shape[1:]
-    sx0, sy0, sx1, sy1 = crop_region(box, margin, w, h)
+    sx0, sy0, sx1, sy1 = _clip_square(ix0, iy0, side, w, h)
     if sx1 <= sx0 or sy1 <= sy0:  # the crop lies outside the sensor
         return np.zeros((counts.shape[0], out_size, out_size), np.float32)
     if side >= int(out_size) and counts.dtype.kind in "uif":

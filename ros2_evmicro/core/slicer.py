@@ -614,8 +614,6 @@ class Slicer:
             if next_full < k_end:
                 frames.append(self._emit(next_full))
                 self._k_closed = next_full + 1
-        if self._shed:
-            self._shed = {k for k in self._shed if k >= self._k_closed}
         return [f for f in frames if f is not None]
 
     def _closable_k(self) -> int:

@@ -258,13 +258,14 @@ class SlicerNode(EvmicroNode):
         """An events packet; ``info`` is rclpy's message info (None for packets held for the sensor size)."""
         t_in = time.perf_counter()
         backlog_ms = None
-        if info is not None and info.get("source_timestamp"):
+        src_ns = int(info.get("source_timestamp") or 0) if info is not None else 0
+        if src_ns:
             now_ns = time.time_ns()
             if self._t_first_ns is None:
                 self._t_first_ns = now_ns
-            backlog_ms = (now_ns - int(info["source_timestamp"])) / 1e6
+            backlog_ms = (now_ns - src_ns) / 1e6
             self.backlog_ms.append(backlog_ms)
-            if int(info["source_timestamp"]) < self._t_first_ns:
+            if src_ns < self._t_first_ns:
                 backlog_ms = None  # queued before this node ran at all (start-up): not load, counted as it comes
         # zero-copy view of the message buffer (relative t): the slicer adds the stamp itself
         events = events_from_msg(msg, copy=False)
